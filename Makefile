@@ -1,0 +1,57 @@
+# Set-up and everyday commands. `make rehearsal` and `make test` work on a fresh Debian/Ubuntu clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSTEM_PACKAGES := softhsm2 opensc
+
+.PHONY: all system-deps venv test lint format rehearsal bench lab clean
+
+all: test
+
+system-deps:
+	@missing=""; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
+	command -v pkcs11-tool   >/dev/null 2>&1 || missing="$$missing opensc"; \
+	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Missing system packages:$$missing. Install them (sudo apt-get install$$missing), or use environment.yml with conda, then rerun make." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+venv: system-deps $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+rehearsal: venv
+	$(BIN)/ceremony rehearse --out rehearsal
+
+bench: venv
+	$(BIN)/python -m bench
+
+lab: venv
+	$(BIN)/ceremony lab
+
+clean:
+	rm -rf $(VENV) rehearsal bench/out .pytest_cache .ruff_cache *.egg-info
