@@ -1,0 +1,175 @@
+"""checkpoint: what witnesses see and confirm after each phase — fingerprints, transcript head.
+
+Owns the checkpoint's content, its text/HTML rendering and the typed confirmation rule. It never
+decides whether a phase succeeded and never records anything secret (only digests and names).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ceremony.errors import RefusedError, UsageError
+from ceremony.fingerprint import Fingerprint
+
+CONFIRMED = "checkpoint-confirmed"
+CHALLENGE_WORDS = 2
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CheckpointItem:
+    """One value the witnesses compare: a label and the SHA-256 it must have."""
+
+    label: str
+    sha256: str
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint(bytes.fromhex(self.sha256))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointItem:
+        return cls(str(data["label"]), str(data["sha256"]))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The state after a phase: its items and the transcript head that commits to all of them."""
+
+    phase: str
+    title: str
+    items: tuple[CheckpointItem, ...]
+    head: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def head_fingerprint(self) -> Fingerprint:
+        return Fingerprint(bytes.fromhex(self.head))
+
+    @property
+    def challenge(self) -> str:
+        """What the operator types: the first words of the transcript head, as read aloud."""
+        return " ".join(self.head_fingerprint.word_list[:CHALLENGE_WORDS])
+
+    def render_text(self, *, qr: bool = True) -> str:
+        """The terminal form: each item as grouped hex, PGP words and a QR code."""
+        rule = "=" * 78
+        lines = [rule, f"CHECKPOINT after phase {self.title}", rule]
+        for item in self.items:
+            fp = item.fingerprint
+            lines += [f"* {item.label}", f"    sha256  {fp.short}", f"    words   {fp.words}"]
+            if qr:
+                lines += ["    " + row for row in fp.qr_terminal().splitlines()]
+        for note in self.notes:
+            lines.append(f"! {note}")
+        head = self.head_fingerprint
+        lines += [
+            "-" * 78,
+            f"Transcript head  {head.short}",
+            f"                 {head.words}",
+            rule,
+        ]
+        return "\n".join(lines)
+
+    def render_html(self) -> str:
+        """The notebook form, with SVG QR codes."""
+        rows = []
+        for item in self.items:
+            fp = item.fingerprint
+            rows.append(
+                f"<tr><td><b>{html.escape(item.label)}</b><br><code>{fp.short}</code>"
+                f"<br><i>{fp.words}</i></td><td>{fp.qr_svg(module_mm=0.6)}</td></tr>"
+            )
+        notes = "".join(f"<p>&#9888; {html.escape(n)}</p>" for n in self.notes)
+        head = self.head_fingerprint
+        return (
+            f"<h3>Checkpoint after phase {html.escape(self.title)}</h3>"
+            f"<table>{''.join(rows)}</table>{notes}"
+            f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.render_html()
+
+    def __str__(self) -> str:
+        return self.render_text(qr=False)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Who confirmed a checkpoint, and how (typed by the operator, or automatic in a rehearsal)."""
+
+    witnesses: tuple[str, ...]
+    automatic: bool
+    typed: str
+
+    def to_dict(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        return {
+            "confirmed_head": checkpoint.head,
+            "witnesses": list(self.witnesses),
+            "automatic": self.automatic,
+            "typed": self.typed,
+            "items": [i.to_dict() for i in checkpoint.items],
+        }
+
+
+def ask_confirmation(
+    checkpoint: Checkpoint,
+    witnesses: Sequence[str],
+    required: int,
+    ask: Callable[[str], str] = input,
+) -> Confirmation:
+    """Ask the operator to type the challenge words, then who of the witnesses agreed."""
+    prompt = (
+        f"Witnesses: compare every value above with the HSM display or your notes.\n"
+        f"When all agree, type the first {CHALLENGE_WORDS} words of the transcript head: "
+    )
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        typed = " ".join(ask(prompt).split()).lower()
+        if typed == checkpoint.challenge.lower():
+            break
+        if attempt == MAX_ATTEMPTS:
+            raise RefusedError(
+                f"Checkpoint {checkpoint.title} was not confirmed: the words typed did not "
+                "match the transcript head three times.",
+                "Stop and compare the screen with the witnesses' notes; rerun to resume here.",
+            )
+        prompt = f"That is not it. Type the first {CHALLENGE_WORDS} words of the transcript head: "
+    names = parse_witnesses(
+        ask(f"Who confirmed? Names of the witnesses present ({', '.join(witnesses)}): "),
+        witnesses,
+        required,
+    )
+    return Confirmation(names, automatic=False, typed=typed)
+
+
+def automatic_confirmation(witnesses: Sequence[str], required: int) -> Confirmation:
+    """A rehearsal's confirmation: recorded as automatic, never mistaken for a witnessed one."""
+    return Confirmation(tuple(witnesses[: max(required, 1)]), automatic=True, typed="")
+
+
+def parse_witnesses(answer: str, witnesses: Iterable[str], required: int) -> tuple[str, ...]:
+    """Names typed by the operator, checked against the plan's witnesses and the quorum."""
+    known = {w.lower(): w for w in witnesses}
+    names: list[str] = []
+    for raw in answer.replace(",", " ").split():
+        name = known.get(raw.lower())
+        if name is None:
+            raise UsageError(
+                f"{raw!r} is not a witness in the plan.",
+                f"Name witnesses from: {', '.join(known.values())}.",
+            )
+        if name not in names:
+            names.append(name)
+    if len(names) < max(required, 1):
+        raise RefusedError(
+            f"{len(names)} witness(es) confirmed; the plan requires {max(required, 1)}.",
+            "Bring the witnesses required by the plan before continuing; rerun to resume here.",
+        )
+    return tuple(names)

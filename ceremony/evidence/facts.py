@@ -1,0 +1,121 @@
+"""evidence.facts: read the structured records of a workspace (given as name -> bytes) into one view.
+
+Shared by sealing (to write the predicate) and verifying (to check them); reads, never writes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ceremony.errors import CeremonyError
+from ceremony.evidence.layout import TRANSCRIPT
+from ceremony.evidence.records import (
+    WORKSPACE_FILES,
+    ImportRecord,
+    KekRecord,
+    KeyRecord,
+    PreflightRecord,
+)
+from ceremony.fingerprint import fingerprint_public_key
+from ceremony.transcript import read_events
+
+_KEY_RECORD = re.compile(r"^keys/([^/]+)\.json$")
+
+
+@dataclass
+class KeyFacts:
+    """Everything the workspace says about one target key."""
+
+    name: str
+    record: KeyRecord | None = None
+    public_pem: bytes | None = None
+    byok: bytes | None = None
+    imported: ImportRecord | None = None
+
+
+@dataclass
+class CeremonyFacts:
+    """The records found, and the problems met while reading them (file name -> message)."""
+
+    preflight: PreflightRecord | None = None
+    kek: KekRecord | None = None
+    kek_pem: bytes | None = None
+    keys: list[KeyFacts] = field(default_factory=list)
+    transcript_head: str | None = None
+    transcript_events: int = 0
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def key_names(files: Mapping[str, bytes]) -> list[str]:
+    """Target key names: one per keys/<name>.json (not counting import records)."""
+    names = set()
+    for path in files:
+        match = _KEY_RECORD.match(path)
+        if match and not path.endswith(".import.json"):
+            names.add(match.group(1))
+    return sorted(names)
+
+
+def read_facts(files: Mapping[str, bytes]) -> CeremonyFacts:
+    """Parse every known record present; a record that does not parse becomes a problem."""
+    facts = CeremonyFacts()
+    facts.preflight = _load(facts, files, WORKSPACE_FILES["preflight"], PreflightRecord)
+    facts.kek = _load(facts, files, WORKSPACE_FILES["kek"], KekRecord)
+    facts.kek_pem = files.get(WORKSPACE_FILES["kek_pem"])
+    for name in key_names(files):
+        key = KeyFacts(name)
+        key.record = _load(facts, files, WORKSPACE_FILES["key"].format(name=name), KeyRecord)
+        key.public_pem = files.get(WORKSPACE_FILES["key_public"].format(name=name))
+        key.byok = files.get(WORKSPACE_FILES["byok"].format(name=name))
+        key.imported = _load(
+            facts, files, WORKSPACE_FILES["import"].format(name=name), ImportRecord
+        )
+        facts.keys.append(key)
+    if TRANSCRIPT in files:
+        try:
+            events = read_events(files[TRANSCRIPT], TRANSCRIPT)
+        except CeremonyError as exc:
+            facts.problems[TRANSCRIPT] = exc.message
+        else:
+            facts.transcript_events = len(events)
+            facts.transcript_head = events[-1].line_sha256 if events else None
+            facts.phases = _phases(events)
+    return facts
+
+
+def public_key_sha256(pem: bytes | None) -> str | None:
+    """Fingerprint hex of a PEM public key, None when absent or unreadable."""
+    if not pem:
+        return None
+    try:
+        return fingerprint_public_key(pem).hex
+    except CeremonyError:
+        return None
+
+
+def _load(facts: CeremonyFacts, files: Mapping[str, bytes], path: str, kind: type) -> Any:
+    if path not in files:
+        return None
+    try:
+        return kind.from_json(files[path], path)
+    except CeremonyError as exc:
+        facts.problems[path] = exc.message
+        return None
+
+
+def _phases(events: list) -> list[dict[str, Any]]:
+    phases: dict[str, dict[str, Any]] = {}
+    for event in events:
+        entry = phases.setdefault(
+            event.phase,
+            {"phase": event.phase, "first": event.time, "events": 0, "hosts": []},
+        )
+        entry["last"] = event.time
+        entry["events"] += 1
+        if event.host not in entry["hosts"]:
+            entry["hosts"].append(event.host)
+    return list(phases.values())

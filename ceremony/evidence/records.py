@@ -1,0 +1,175 @@
+"""evidence.records: the JSON records phases leave in the workspace, one schema for writer and reader.
+
+kek.json (KekRecord), keys/<name>.json (KeyRecord), keys/<name>.import.json (ImportRecord) and
+preflight.json (PreflightRecord). Public facts only: never a PIN, private key or wrapped secret.
+Every record is written by `to_json()` and read by `from_json()`, which names a missing, unknown
+or mistyped field. File layout: see WORKSPACE_FILES.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import UnionType
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from ceremony.errors import UsageError
+
+SCHEMA_VERSION = 1
+
+# Where the phases put things (paths relative to the workspace).
+WORKSPACE_FILES = {
+    "preflight": "preflight.json",
+    "kek_pem": "kek.pem",
+    "kek": "kek.json",
+    "transcript": "transcript.jsonl",
+    "key_public": "keys/{name}.pub.pem",
+    "key": "keys/{name}.json",
+    "byok": "keys/{name}.byok",
+    "import": "keys/{name}.import.json",
+    "notebooks": "notebooks/",
+    "evidence": "evidence/",
+    "archive": "archive.tar",
+}
+
+R = TypeVar("R", bound="_Record")
+
+
+class _Record:
+    """Shared JSON handling: strict reading, stable writing."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}  # type: ignore[call-overload]
+
+    def to_json(self) -> bytes:
+        """The bytes a writer puts in the file (sorted keys, indented, final newline)."""
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, source: str = "") -> R:
+        where = source or cls.kind
+        if not isinstance(data, dict):
+            raise _bad(where, "is not a JSON object")
+        data = dict(data)
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise _bad(where, f"has schema_version {version!r}; this tool reads {SCHEMA_VERSION}")
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise _bad(where, f"has unknown field(s) {', '.join(unknown)}")
+        hints = get_type_hints(cls)
+        values = {}
+        for name, spec in known.items():
+            if name not in data:
+                if spec.default is MISSING and spec.default_factory is MISSING:
+                    raise _bad(where, f"lacks the field {name}")
+                continue
+            if not _matches(data[name], hints[name]):
+                raise _bad(where, f"field {name} has the wrong type")
+            values[name] = data[name]
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls: type[R], content: bytes, source: str = "") -> R:
+        try:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _bad(source or cls.kind, "is not JSON") from exc
+        return cls.from_dict(data, source)
+
+
+@dataclass(frozen=True)
+class KekRecord(_Record):
+    """kek.json: the key exchange key the target keys are wrapped for (public part in kek.pem)."""
+
+    kind: ClassVar[str] = "kek.json"
+    kid: str  # full versioned key id, e.g. https://v.vault.azure.net/keys/kek/0123abcd...
+    kty: str  # "RSA-HSM"
+    size: int  # modulus bits: 2048, 3072 or 4096
+    key_ops: list[str]  # exactly ["import"]
+    public_key_sha256: str  # hex SHA-256 of the DER SubjectPublicKeyInfo in kek.pem
+    source: str  # "vault" (fetched) or "file" (a PEM carried in)
+    out_of_band_sha256: str | None = None  # the fingerprint confirmed by another channel
+
+
+@dataclass(frozen=True)
+class KeyRecord(_Record):
+    """keys/<name>.json: a target key generated in the HSM (public part in keys/<name>.pub.pem)."""
+
+    kind: ClassVar[str] = "keys/<name>.json"
+    name: str  # the key's name in the vault and in file names
+    kty: str  # "RSA-HSM", "EC-HSM" or "oct-HSM"
+    size: int | None  # RSA modulus bits or AES key bits; None for EC
+    curve: str | None  # "P-256", "P-384", "P-521", "P-256K"; None otherwise
+    label: str  # PKCS#11 CKA_LABEL
+    id_hex: str  # PKCS#11 CKA_ID as hex
+    attributes: dict[str, bool]  # security attributes read back, e.g. {"CKA_EXTRACTABLE": true}
+    public_key_sha256: str | None  # SHA-256 of the DER public key; None for AES
+    hsm: dict[str, Any] = field(default_factory=dict)  # token and library description
+
+
+@dataclass(frozen=True)
+class ImportRecord(_Record):
+    """keys/<name>.import.json: the key as the vault holds it after import, and the proof."""
+
+    kind: ClassVar[str] = "keys/<name>.import.json"
+    name: str
+    kid: str  # versioned id of the imported key in the vault
+    kty: str  # as the vault reports it, e.g. "RSA-HSM"
+    byok_sha256: str  # SHA-256 of the keys/<name>.byok file that was imported
+    public_key_jwk: dict[str, Any] | None  # vault's public JWK (n, e or crv, x, y); None for AES
+    proof: dict[str, Any]  # see PROOF_SHAPES
+    imported_at: str  # UTC time, ISO 8601
+    attributes: dict[str, Any] = field(default_factory=dict)  # enabled, exportable, key_ops, tags
+
+
+# The proof of possession inside ImportRecord.proof:
+PROOF_SHAPES = {
+    "sign": {
+        "method": "sign",
+        "algorithm": "JWS alg the vault signed with: PS256, RS256, ES256, ES384, ES512, ES256K",
+        "challenge": "hex of the random challenge (from the HSM RNG)",
+        "signature": "base64url signature returned by the vault over SHA-2(challenge)",
+    },
+    "wrap": {
+        "method": "wrap",
+        "algorithm": "A128KW, A192KW or A256KW",
+        "challenge_sha256": "hex SHA-256 of the challenge the vault wrapped",
+        "unwrapped_sha256": "hex SHA-256 of what the HSM key unwrapped",
+    },
+}
+
+
+@dataclass(frozen=True)
+class PreflightRecord(_Record):
+    """preflight.json: tools, host, HSM and self-test as found before anything was done."""
+
+    kind: ClassVar[str] = "preflight.json"
+    tools: dict[str, str]  # name -> version (python, ceremony, cryptography, softhsm2 ...)
+    host: dict[str, Any]  # hostname, platform, clock
+    hsm: dict[str, Any]  # HsmInfo.to_dict()
+    self_test: dict[str, Any] | None  # WrapSelfTest.to_dict()
+    rehearsal: bool
+    warnings: list[str] = field(default_factory=list)  # e.g. require_conformant() warnings
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field's type hint (one level deep)."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    base = origin or hint
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
+
+
+def _bad(where: str, why: str) -> UsageError:
+    return UsageError(f"{where} {why}.", "Rewrite it with the phase that owns it.")

@@ -1,0 +1,158 @@
+"""evidence.statement: the in-toto Statement v1 describing a ceremony, and its DSSE envelope.
+
+Subjects are every evidence file with its SHA-256; the predicate records the ceremony's facts.
+Signing and envelope verification go through securesystemslib only; no hand-made crypto here.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import Signer
+
+from ceremony import __version__
+from ceremony.errors import VerificationError
+from ceremony.evidence.facts import CeremonyFacts, public_key_sha256
+from ceremony.people import Person, Quorum
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+PREDICATE_TYPE = "https://byok-ceremony.dev/ceremony/v1"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One evidence file: its path in the workspace/archive and its SHA-256."""
+
+    name: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "digest": {"sha256": self.sha256}}
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of what seals and verifies, recorded beside the phases' own tool list."""
+    versions = {"byok-ceremony": __version__, "python": platform.python_version()}
+    for package in ("cryptography", "securesystemslib", "python-pkcs11", "azure-keyvault-keys"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_predicate(
+    facts: CeremonyFacts,
+    people: Iterable[Person],
+    quorum: Quorum,
+    *,
+    sealed_at: str,
+    plan: Mapping[str, Any] | None,
+    exceptions: Iterable[str],
+) -> dict[str, Any]:
+    """The ceremony as recorded: who, which keys, with what, and what went differently."""
+    preflight = facts.preflight
+    return {
+        "sealed_at": sealed_at,
+        "rehearsal": bool(preflight and preflight.rehearsal),
+        "plan": dict(plan) if plan else None,
+        "people": [
+            {
+                "name": p.name,
+                "role": p.role,
+                "key_id": p.key_id,
+                "public_key_sha256": p.fingerprint.hex,
+                "public_key_pem": p.public_key_pem,
+                "signs": bool(p.signer),
+            }
+            for p in people
+        ],
+        "quorum": quorum.to_dict(),
+        "phases": facts.phases,
+        "kek": {
+            **(facts.kek.to_dict() if facts.kek else {}),
+            "pem_sha256": public_key_sha256(facts.kek_pem),
+        },
+        "keys": [_key_entry(k) for k in facts.keys],
+        "tools": {**(preflight.tools if preflight else {}), **tool_versions()},
+        "hsm": preflight.hsm if preflight else None,
+        "wrap_self_test": preflight.self_test if preflight else None,
+        "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
+        "exceptions": sorted(set(exceptions) | set(preflight.warnings if preflight else [])),
+    }
+
+
+def statement_bytes(subjects: Iterable[Subject], predicate: Mapping[str, Any]) -> bytes:
+    """The payload that is signed: readable JSON with sorted keys and subjects."""
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [s.to_dict() for s in sorted(subjects, key=lambda s: s.name)],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": dict(predicate),
+    }
+    return (json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def sign_payload(payload: bytes, signers: Iterable[Signer]) -> Envelope:
+    """A DSSE envelope over `payload` with one signature per signer."""
+    envelope = Envelope(payload, PAYLOAD_TYPE, {})
+    for signer in signers:
+        envelope.sign(signer)
+    return envelope
+
+
+def envelope_bytes(envelope: Envelope) -> bytes:
+    """The envelope file's bytes (stable key order)."""
+    return (json.dumps(envelope.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_envelope(content: bytes, name: str) -> Envelope:
+    """Read an envelope file; VerificationError names it when it is not a DSSE envelope."""
+    try:
+        return Envelope.from_dict(json.loads(content))
+    except Exception as exc:  # securesystemslib raises several kinds on malformed input
+        raise VerificationError(f"{name} is not a DSSE envelope ({exc}).", "") from exc
+
+
+def parse_statement(payload: bytes, name: str) -> dict[str, Any]:
+    """The statement inside an envelope, with its shape checked."""
+    try:
+        statement = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{name}: the signed payload is not JSON.", "") from exc
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise VerificationError(f"{name}: the payload is not an in-toto Statement v1.", "")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise VerificationError(
+            f"{name}: predicateType is {statement.get('predicateType')!r}, not {PREDICATE_TYPE}.",
+            "",
+        )
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list) or not all(
+        isinstance(s, dict)
+        and isinstance(s.get("name"), str)
+        and isinstance(s.get("digest"), dict)
+        and isinstance(s["digest"].get("sha256"), str)
+        for s in subjects
+    ):
+        raise VerificationError(f"{name}: the statement's subjects are malformed.", "")
+    if not isinstance(statement.get("predicate"), dict):
+        raise VerificationError(f"{name}: the statement has no predicate object.", "")
+    return statement
+
+
+def _key_entry(key: Any) -> dict[str, Any]:
+    record = key.record.to_dict() if key.record else {"name": key.name}
+    record.pop("schema_version", None)
+    entry: dict[str, Any] = {**record, "pem_sha256": public_key_sha256(key.public_pem)}
+    if key.imported:
+        entry["vault_kid"] = key.imported.kid
+        entry["proof_method"] = key.imported.proof.get("method")
+    return entry

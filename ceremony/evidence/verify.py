@@ -1,0 +1,437 @@
+"""evidence.verify: check a sealed archive or workspace offline, and say exactly what was checked.
+
+Recomputes digests, the transcript chain, every DSSE signature and the quorum, and checks each
+.byok against the KEK and each import against the HSM public key. No network, no HSM, no writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from ceremony.canonical import sha256_hex
+from ceremony.errors import CeremonyError, UsageError, VerificationError
+from ceremony.evidence import layout
+from ceremony.evidence.archive import read_archive
+from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
+from ceremony.evidence.statement import PAYLOAD_TYPE, parse_envelope, parse_statement
+from ceremony.fingerprint import public_key_der
+from ceremony.people import Person, Quorum
+
+_KID = re.compile(r"^https://[^/\s]+/keys/[A-Za-z0-9-]+/[A-Za-z0-9]+$")
+_CURVES = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+    "P-256K": ec.SECP256K1,
+}
+_PROOF_HASHES = {
+    "PS256": hashes.SHA256,
+    "RS256": hashes.SHA256,
+    "ES256": hashes.SHA256,
+    "ES256K": hashes.SHA256,
+    "PS384": hashes.SHA384,
+    "RS384": hashes.SHA384,
+    "ES384": hashes.SHA384,
+    "PS512": hashes.SHA512,
+    "RS512": hashes.SHA512,
+    "ES512": hashes.SHA512,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the verification table."""
+
+    check: str
+    subject: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "subject": self.subject, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class VerifyReport:
+    """Every check made, in order; the first failing one names what is wrong."""
+
+    path: str
+    checks: list[Check] = field(default_factory=list)
+    archive_sha256: str | None = None
+    signed_key_ids: list[str] = field(default_factory=list)
+    signed_by: list[str] = field(default_factory=list)
+    mtime: int = 0
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def first_failure(self) -> str | None:
+        bad = next((c for c in self.checks if not c.ok), None)
+        return f"{bad.subject}: {bad.detail}" if bad else None
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def add(self, check: str, subject: str, ok: bool, detail: str) -> bool:
+        self.checks.append(Check(check, subject, ok, detail))
+        return ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "verified": self.verified,
+            "first_failure": self.first_failure,
+            "archive_sha256": self.archive_sha256,
+            "signed_by": self.signed_by,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def table(self) -> str:
+        """A plain-text table for the terminal and the notebook."""
+        width = max((len(c.subject) for c in self.checks), default=7)
+        width = min(max(width, 7), 48)
+        lines = [f"{'result':6}  {'check':10}  {'subject':{width}}  detail"]
+        for c in self.checks:
+            lines.append(
+                f"{'ok' if c.ok else 'FAILED':6}  {c.check:10}  {c.subject:{width}}  {c.detail}"
+            )
+        return "\n".join(lines)
+
+
+def verify_path(path: Path | str, *, trusted_keys: Iterable[bytes | str] = ()) -> VerifyReport:
+    """Verify an archive (.tar) or a sealed workspace directory.
+
+    `trusted_keys` (PEM public keys obtained apart from the evidence) restrict whose signatures
+    count. UsageError when the input is unusable (missing, not a tar)."""
+    source = Path(path)
+    report = VerifyReport(str(source))
+    if source.is_dir():
+        files = {name: (source / name).read_bytes() for name in layout.workspace_files(source)}
+        report.add("files", source.name or str(source), True, f"{len(files)} files read")
+    elif source.exists():
+        raw = source.read_bytes()
+        report.archive_sha256 = hashlib.sha256(raw).hexdigest()
+        try:
+            files = read_archive(source)
+        except VerificationError as exc:
+            report.add("archive", source.name, False, exc.message)
+            return report
+        report.add("archive", source.name, True, f"{len(files)} members, sorted, complete")
+    else:
+        raise UsageError(f"{source} does not exist.", "Give the archive or the workspace path.")
+    _verify_files(files, report, [public_key_der(k) for k in trusted_keys])
+    return report
+
+
+def _verify_files(files: Mapping[str, bytes], report: VerifyReport, trusted: list[bytes]) -> None:
+    statement = _verify_envelope(files, report, trusted)
+    if statement is None:
+        return
+    _verify_subjects(files, statement, report)
+    facts = read_facts(files)
+    for name, problem in facts.problems.items():
+        report.add("record", name, False, problem)
+    _verify_transcript(facts, statement["predicate"], report)
+    _verify_kek(facts, report)
+    for key in facts.keys:
+        _verify_key(key, facts, report)
+
+
+def _verify_envelope(
+    files: Mapping[str, bytes], report: VerifyReport, trusted: list[bytes]
+) -> dict[str, Any] | None:
+    if layout.ENVELOPE not in files:
+        report.add("envelope", layout.ENVELOPE, False, "missing: the evidence was never sealed")
+        return None
+    try:
+        envelope = parse_envelope(files[layout.ENVELOPE], layout.ENVELOPE)
+        if envelope.payload_type != PAYLOAD_TYPE:
+            raise VerificationError(f"payload type is {envelope.payload_type!r}", "")
+        statement = parse_statement(envelope.payload, layout.ENVELOPE)
+        predicate = statement["predicate"]
+        people = [
+            Person(p["name"], p["role"], p["public_key_pem"], "signs" if p.get("signs") else "")
+            for p in predicate["people"]
+        ]
+        quorum = Quorum.from_dict(predicate["quorum"])
+        report.mtime = _sealed_time(predicate["sealed_at"])
+    except (CeremonyError, KeyError, TypeError) as exc:
+        detail = exc.message if isinstance(exc, CeremonyError) else f"malformed ({exc})"
+        report.add("envelope", layout.ENVELOPE, False, detail)
+        return None
+    report.add("envelope", layout.ENVELOPE, True, f"DSSE, {len(envelope.signatures)} signature(s)")
+
+    by_key = {p.key_id: p for p in people}
+    pae = envelope.pae()
+    valid: list[Person] = []
+    for signature in envelope.signatures.values():
+        person = by_key.get(signature.keyid)
+        if person is None:
+            report.add(
+                "signature",
+                layout.ENVELOPE,
+                False,
+                f"signature by key {signature.keyid[:16]}… which is not in the plan",
+            )
+            continue
+        try:
+            person.key.verify_signature(signature, pae)
+        except Exception:  # securesystemslib raises its own VerificationError subclasses
+            report.add("signature", layout.ENVELOPE, False, f"{person.name}'s signature is invalid")
+            continue
+        if trusted and public_key_der(person.public_key_pem) not in trusted:
+            report.add(
+                "signature",
+                layout.ENVELOPE,
+                False,
+                f"{person.name}'s key {person.fingerprint.short} is not among the trusted keys",
+            )
+            continue
+        valid.append(person)
+        report.add(
+            "signature",
+            layout.ENVELOPE,
+            True,
+            f"{person.name} ({person.role}), key {person.fingerprint.hex[:16]}…",
+        )
+    report.signed_key_ids = [p.key_id for p in valid]
+    report.signed_by = [p.name for p in valid]
+    result = quorum.evaluate(people, report.signed_key_ids)
+    report.add("quorum", quorum.describe(), result.met, result.describe())
+
+    for person in people:
+        name = layout.signer_key_path(person.file_stem)
+        pem = files.get(name)
+        if pem is None:
+            report.add("signer-key", name, False, f"{person.name}'s public key file is missing")
+        elif public_key_sha256(pem) != person.fingerprint.hex:
+            report.add("signer-key", name, False, f"not the public key {person.name} signed with")
+        else:
+            report.add("signer-key", name, True, f"{person.name}: {person.fingerprint.short}")
+    if files.get(layout.STATEMENT) != envelope.payload:
+        report.add("statement", layout.STATEMENT, False, "differs from the signed payload")
+    else:
+        report.add("statement", layout.STATEMENT, True, "equals the signed payload")
+    return statement
+
+
+def _verify_subjects(
+    files: Mapping[str, bytes], statement: dict[str, Any], report: VerifyReport
+) -> None:
+    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
+    for name, expected in sorted(subjects.items()):
+        data = files.get(name)
+        if data is None:
+            report.add("digest", name, False, "listed in the statement but missing")
+        elif sha256_hex(data) != expected:
+            report.add("digest", name, False, "SHA-256 differs from the signed statement")
+        else:
+            report.add("digest", name, True, f"sha256 {expected[:16]}…")
+    people = statement["predicate"]["people"]
+    expected_outputs = {layout.SUMS, layout.STATEMENT, layout.ENVELOPE} | {
+        layout.signer_key_path(Person(p["name"], p["role"], p["public_key_pem"]).file_stem)
+        for p in people
+    }
+    for name in sorted(set(files) - set(subjects) - expected_outputs):
+        report.add("digest", name, False, "not covered by the signed statement (added)")
+    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(subjects.items())).encode()
+    ok = files.get(layout.SUMS) == sums
+    report.add(
+        "manifest", layout.SUMS, ok, "matches the statement" if ok else "differs from the statement"
+    )
+
+
+def _verify_transcript(
+    facts: CeremonyFacts, predicate: dict[str, Any], report: VerifyReport
+) -> None:
+    if layout.TRANSCRIPT in facts.problems:
+        return  # already reported, naming the line
+    recorded = (predicate.get("transcript") or {}).get("head")
+    if facts.transcript_head != recorded:
+        report.add("transcript", layout.TRANSCRIPT, False, "its head differs from the signed head")
+    else:
+        detail = f"{facts.transcript_events} events chained, head {str(recorded)[:16]}…"
+        report.add("transcript", layout.TRANSCRIPT, True, detail)
+
+
+def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> None:
+    kek = facts.kek
+    if kek is None:
+        if facts.keys:
+            report.add("kek", "kek.json", False, "missing although keys were wrapped")
+        return
+    problems = []
+    fingerprint = public_key_sha256(facts.kek_pem)
+    if fingerprint != kek.public_key_sha256:
+        problems.append("kek.pem's fingerprint differs from kek.json")
+    if kek.out_of_band_sha256 and kek.out_of_band_sha256.lower() != kek.public_key_sha256:
+        problems.append("the out-of-band fingerprint differs")
+    key = load_pem_public_key(facts.kek_pem) if fingerprint else None
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != kek.size:
+        problems.append(f"kek.pem is not an RSA-{kek.size} public key")
+    if kek.kty != "RSA-HSM" or kek.key_ops != ["import"] or not _KID.match(kek.kid):
+        problems.append("kek.json is not an RSA-HSM import-only key with a versioned kid")
+    ok = not problems
+    report.add("kek", "kek.json", ok, "; ".join(problems) or f"RSA-{kek.size}, {kek.kid}")
+
+
+def _verify_key(key: KeyFacts, facts: CeremonyFacts, report: VerifyReport) -> None:
+    base = f"keys/{key.name}"
+    record = key.record
+    if record is None:
+        return
+    public = None
+    if record.kty != "oct-HSM":
+        fingerprint = public_key_sha256(key.public_pem)
+        if fingerprint is None or fingerprint != record.public_key_sha256:
+            report.add("key", f"{base}.pub.pem", False, "missing or not the key in the record")
+        else:
+            public = load_pem_public_key(key.public_pem)
+            spec_ok = _matches_spec(public, record.kty, record.size, record.curve)
+            detail = f"{record.kty} {record.size or record.curve}, {fingerprint[:16]}…"
+            report.add("key", f"{base}.pub.pem", spec_ok, detail if spec_ok else "wrong key type")
+    if key.byok is None:
+        report.add("byok", f"{base}.byok", False, "missing")
+    else:
+        report.add("byok", f"{base}.byok", *_check_byok(key.byok, record.kty, record.size, facts))
+    if key.imported is not None:
+        report.add("import", f"{base}.import.json", *_check_import(key, public))
+
+
+def _check_byok(
+    content: bytes, kty: str, size: int | None, facts: CeremonyFacts
+) -> tuple[bool, str]:
+    try:
+        package = json.loads(content)
+        header = package["header"]
+        kid, ciphertext = header["kid"], package["ciphertext"]
+        fields_ok = (
+            package["schema_version"] == "1.0.0"
+            and header["alg"] == "dir"
+            and header["enc"] == "CKM_RSA_AES_KEY_WRAP"
+            and isinstance(package["generator"], str)
+            and isinstance(ciphertext, str)
+            and "=" not in ciphertext
+        )
+        blob = base64.urlsafe_b64decode(ciphertext + "=" * (-len(ciphertext) % 4))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return False, "not a .byok package (JSON fields or base64url ciphertext)"
+    if not fields_ok:
+        return False, "schema_version, alg, enc or generator is not as Azure specifies"
+    if facts.kek is None or facts.kek_pem is None:
+        return False, "no KEK record to check it against"
+    if kid != facts.kek.kid:
+        return False, f"wrapped for {kid}, not the KEK {facts.kek.kid}"
+    modulus = load_pem_public_key(facts.kek_pem)
+    if not isinstance(modulus, rsa.RSAPublicKey):
+        return False, "the KEK is not an RSA key"
+    block = modulus.key_size // 8
+    tail = len(blob) - block
+    if tail < 16 or tail % 8:
+        return False, f"{len(blob)} bytes cannot be a {block}-byte RSA block and an AES-KWP blob"
+    if int.from_bytes(blob[:block], "big") >= modulus.public_numbers().n:
+        return False, "the RSA block is not below the KEK modulus"
+    if kty == "oct-HSM" and size and tail != size // 8 + 8:
+        return False, f"an AES-{size} key wraps to {size // 8 + 8} bytes, not {tail}"
+    return True, f"kid = KEK, RSA block {block} bytes, wrapped key {tail} bytes"
+
+
+def _check_import(key: KeyFacts, public: Any) -> tuple[bool, str]:
+    imported, record = key.imported, key.record
+    assert imported is not None and record is not None
+    if imported.name != key.name:
+        return False, f"records key {imported.name!r}, not {key.name!r}"
+    if key.byok is None or imported.byok_sha256 != sha256_hex(key.byok):
+        return False, "imported a different .byok than the one in the evidence"
+    if imported.kty.removesuffix("-HSM") != record.kty.removesuffix("-HSM"):
+        return False, f"the vault holds a {imported.kty} key, the HSM made {record.kty}"
+    proof = imported.proof
+    if record.kty == "oct-HSM":
+        same = proof.get("method") == "wrap" and proof.get("challenge_sha256") == proof.get(
+            "unwrapped_sha256"
+        )
+        return (same, f"{imported.kid}, wrap/unwrap proof") if same else (False, "no wrap proof")
+    try:
+        vault_der = _jwk_public_der(imported.public_key_jwk or {})
+    except (KeyError, ValueError, TypeError):
+        return False, "the vault's public JWK cannot be read"
+    if public is None or vault_der != public_key_der(key.public_pem or b""):
+        return False, "the vault's public key differs from the HSM's"
+    if not _proof_verifies(proof, public):
+        return False, "the proof-of-possession signature does not verify with the HSM key"
+    return True, f"{imported.kid}: public key equals the HSM's, {proof.get('algorithm')} proof"
+
+
+def _jwk_public_der(jwk: dict[str, Any]) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    def number(name: str) -> int:
+        text = jwk[name]
+        return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+    if jwk["kty"].startswith("RSA"):
+        key: Any = rsa.RSAPublicNumbers(number("e"), number("n")).public_key()
+    else:
+        curve = _CURVES[jwk["crv"]]()
+        key = ec.EllipticCurvePublicNumbers(number("x"), number("y"), curve).public_key()
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _proof_verifies(proof: dict[str, Any], public: Any) -> bool:
+    try:
+        algorithm = _PROOF_HASHES[proof["algorithm"]]()
+        digest = hashes.Hash(algorithm)
+        digest.update(bytes.fromhex(proof["challenge"]))
+        prehashed = digest.finalize()
+        text = proof["signature"]
+        signature = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if isinstance(public, rsa.RSAPublicKey):
+            pad = (
+                padding.PSS(padding.MGF1(algorithm), padding.PSS.AUTO)
+                if proof["algorithm"].startswith("PS")
+                else padding.PKCS1v15()
+            )
+            public.verify(signature, prehashed, pad, utils.Prehashed(algorithm))
+        else:
+            half = len(signature) // 2
+            der = utils.encode_dss_signature(
+                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            )
+            public.verify(der, prehashed, ec.ECDSA(utils.Prehashed(algorithm)))
+    except (InvalidSignature, KeyError, ValueError, TypeError, binascii.Error):
+        return False
+    return proof.get("method") == "sign"
+
+
+def _matches_spec(public: Any, kty: str, size: int | None, curve: str | None) -> bool:
+    if kty == "RSA-HSM":
+        return isinstance(public, rsa.RSAPublicKey) and public.key_size == size
+    if kty == "EC-HSM":
+        expected = _CURVES.get(curve or "")
+        return isinstance(public, ec.EllipticCurvePublicKey) and (
+            expected is not None and isinstance(public.curve, expected)
+        )
+    return False
+
+
+def _sealed_time(text: str) -> int:
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())

@@ -1,0 +1,238 @@
+"""hsm.keys: target key generation inside the HSM, finding keys by label, their public halves.
+
+Owns templates and the checks on what the token made; never reads a private or secret value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+from pkcs11 import exceptions as p11x
+
+from ceremony.errors import HsmError
+from ceremony.hsm.module import hsm_step
+from ceremony.keyspec import KeySpec
+
+# Named curves: DER of the OID for CKA_EC_PARAMS, and the matching pyca curve.
+CURVES: dict[str, tuple[bytes, ec.EllipticCurve]] = {
+    "P-256": (bytes.fromhex("06082a8648ce3d030107"), ec.SECP256R1()),
+    "P-384": (bytes.fromhex("06052b81040022"), ec.SECP384R1()),
+    "P-521": (bytes.fromhex("06052b81040023"), ec.SECP521R1()),
+    "P-256K": (bytes.fromhex("06052b8104000a"), ec.SECP256K1()),
+}
+SECURITY_ATTRIBUTES = (
+    Attribute.LOCAL,
+    Attribute.ALWAYS_SENSITIVE,
+    Attribute.NEVER_EXTRACTABLE,
+    Attribute.EXTRACTABLE,
+    Attribute.SENSITIVE,
+    Attribute.TOKEN,
+    Attribute.PRIVATE,
+)
+# What a generated key must show before it is trusted (boulder checks every key it makes).
+_REQUIRED = {
+    "CKA_LOCAL": True,
+    "CKA_SENSITIVE": True,
+    "CKA_EXTRACTABLE": True,
+    "CKA_TOKEN": True,
+    "CKA_ALWAYS_SENSITIVE": True,
+}
+_SIGNING = MechanismFlag.SIGN | MechanismFlag.VERIFY
+_CAPABILITIES = {
+    "RSA": _SIGNING | MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
+    "EC": _SIGNING,
+    "AES": MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.UNWRAP,
+}
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A target key on the token: its names, type, public half and security attributes."""
+
+    label: str
+    id_hex: str
+    spec: KeySpec
+    public_key_pem: str | None
+    attributes: dict[str, bool]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record for the evidence (keys/<name>.json)."""
+        return {
+            "label": self.label,
+            "id": self.id_hex,
+            "kty": self.spec.kty,
+            "size": self.spec.size,
+            "curve": self.spec.curve,
+            "public_key_pem": self.public_key_pem,
+            "attributes": dict(self.attributes),
+        }
+
+
+def generate(session: Any, spec: KeySpec, label: str) -> tuple[GeneratedKey, Any]:
+    """Generate `spec` as a token key labelled `label`, with a random CKA_ID from the HSM.
+
+    Returns the description and the private or secret key object (for wrapping it next).
+    """
+    if not label or len(label.encode()) > 128:
+        raise HsmError(f"Key label {label!r} must be 1 to 128 bytes.", "Choose another label.")
+    if find_objects(session, label):
+        raise label_taken(label)
+    with hsm_step("Drawing a random CKA_ID from the HSM"):
+        key_id = session.generate_random(128)
+    capabilities = _CAPABILITIES[spec.family]
+    common = {"id": key_id, "label": label, "store": True, "capabilities": capabilities}
+    secret = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True, Attribute.PRIVATE: True}
+    with hsm_step(f"Generating {spec.describe()} key {label!r}"):
+        if spec.family == "AES":
+            public, key = (
+                None,
+                session.generate_key(KeyType.AES, spec.size, template=secret, **common),
+            )
+        elif spec.family == "RSA":
+            public, key = session.generate_keypair(
+                KeyType.RSA,
+                spec.size,
+                public_template={Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01"},
+                private_template={**secret, Attribute.WRAP_WITH_TRUSTED: False},
+                **common,
+            )
+        else:
+            public, key = session.generate_keypair(
+                KeyType.EC,
+                public_template={Attribute.EC_PARAMS: CURVES[spec.curve][0]},
+                private_template={**secret, Attribute.WRAP_WITH_TRUSTED: False},
+                **common,
+            )
+    attributes = _check_generated(key, label)
+    public_pem = _public_pem(public, spec, label)
+    return GeneratedKey(label, key_id.hex(), spec, public_pem, attributes), key
+
+
+def label_taken(label: str) -> HsmError:
+    return HsmError(
+        f"The token already holds an object labelled {label!r}.",
+        "Choose a new label; an existing key is never replaced.",
+    )
+
+
+def find_key(session: Any, label: str) -> GeneratedKey | None:
+    """The target key labelled `label`, described as generate() did, or None."""
+    key = private_or_secret(session, label, required=False)
+    if key is None:
+        return None
+    with hsm_step(f"Reading key {label!r}"):
+        spec = _spec_of(session, key, label)
+        attributes = security_attributes(key)
+        key_id = key[Attribute.ID]
+        public = None if spec.family == "AES" else _public_object(session, label)
+    public_pem = _public_pem(public, spec, label)
+    return GeneratedKey(label, bytes(key_id).hex(), spec, public_pem, attributes)
+
+
+def find_objects(session: Any, label: str) -> list[Any]:
+    with hsm_step(f"Searching the token for {label!r}"):
+        return list(session.get_objects({Attribute.LABEL: label}))
+
+
+def private_or_secret(session: Any, label: str, required: bool = True) -> Any:
+    """The private or secret key object labelled `label` (one only)."""
+    wanted = (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY)
+    with hsm_step(f"Searching the token for key {label!r}"):
+        found = [obj for obj in find_objects(session, label) if obj[Attribute.CLASS] in wanted]
+    if len(found) > 1:
+        raise HsmError(f"{len(found)} keys are labelled {label!r}.", "Give each key its own label.")
+    if not found and required:
+        raise HsmError(f"The token holds no key labelled {label!r}.", "Check the label.")
+    return found[0] if found else None
+
+
+def security_attributes(key: Any) -> dict[str, bool]:
+    """CKA_LOCAL, CKA_ALWAYS_SENSITIVE, … as the token reports them, by their CKA_ names."""
+    with hsm_step("Reading the key's security attributes"):
+        values = key.get_attributes(list(SECURITY_ATTRIBUTES))
+    return {f"CKA_{attr.name}": bool(values.get(attr)) for attr in SECURITY_ATTRIBUTES}
+
+
+def _objects(session: Any, label: str, cls: ObjectClass) -> list[Any]:
+    with hsm_step(f"Searching the token for {label!r}"):
+        return list(session.get_objects({Attribute.LABEL: label, Attribute.CLASS: cls}))
+
+
+def _check_generated(key: Any, label: str) -> dict[str, bool]:
+    """Refuse (and remove) a key whose attributes or readability are not what was asked."""
+    attributes = security_attributes(key)
+    wrong = [name for name, want in _REQUIRED.items() if attributes[name] != want]
+    readable = [name for name in ("VALUE", "PRIVATE_EXPONENT") if _readable(key, Attribute[name])]
+    if wrong or readable:
+        key.destroy()
+        raise HsmError(
+            f"The token made key {label!r} with unexpected attributes "
+            f"({', '.join(wrong + [f'CKA_{n} readable' for n in readable])}); it was deleted.",
+            "The token does not honour the template; check its policy or use another HSM.",
+        )
+    return attributes
+
+
+def _readable(key: Any, attribute: Attribute) -> bool:
+    try:
+        key[attribute]
+    except (p11x.AttributeSensitive, p11x.AttributeTypeInvalid):
+        return False
+    return True
+
+
+def _spec_of(session: Any, key: Any, label: str) -> KeySpec:
+    key_type = key[Attribute.KEY_TYPE]
+    if key_type == KeyType.AES:
+        return KeySpec("oct-HSM", size=key[Attribute.VALUE_LEN] * 8)
+    public = _public_object(session, label)
+    if key_type == KeyType.RSA:
+        modulus = int.from_bytes(public[Attribute.MODULUS], "big")
+        return KeySpec("RSA-HSM", size=modulus.bit_length())
+    params = bytes(public[Attribute.EC_PARAMS])
+    for curve, (der, _) in CURVES.items():
+        if der == params:
+            return KeySpec("EC-HSM", curve=curve)
+    raise HsmError(f"Key {label!r} is on a curve Azure cannot import.", "Use another key.")
+
+
+def _public_object(session: Any, label: str) -> Any:
+    found = _objects(session, label, ObjectClass.PUBLIC_KEY)
+    if len(found) != 1:
+        raise HsmError(
+            f"Expected one public key labelled {label!r}, found {len(found)}.",
+            "Check the token's objects with `pkcs11-tool --list-objects`.",
+        )
+    return found[0]
+
+
+def _public_pem(public: Any, spec: KeySpec, label: str) -> str | None:
+    """The public half as SubjectPublicKeyInfo PEM, rebuilt from the token's attributes."""
+    if public is None:
+        return None
+    with hsm_step(f"Reading the public key of {label!r}"):
+        if spec.family == "RSA":
+            key = rsa.RSAPublicNumbers(
+                int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+                int.from_bytes(public[Attribute.MODULUS], "big"),
+            ).public_key()
+        else:
+            curve = CURVES[spec.curve][1]
+            point = _bare_point(bytes(public[Attribute.EC_POINT]), curve)
+            key = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def _bare_point(value: bytes, curve: ec.EllipticCurve) -> bytes:
+    """CKA_EC_POINT is a DER OCTET STRING per the spec; some tokens give the bare point."""
+    bare_length = 1 + 2 * ((curve.key_size + 7) // 8)
+    if len(value) == bare_length:
+        return value
+    header = 2 if value[1] < 0x80 else 2 + (value[1] & 0x7F)
+    return value[header:]

@@ -1,0 +1,100 @@
+"""hsm.session: one logged-in, read-write session on one token, and what a ceremony does with it.
+
+Owns the session's lifetime and the order of checks; never returns private or secret key bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from pkcs11.exceptions import PKCS11Error
+
+from ceremony.hsm import keys, wrap
+from ceremony.hsm.kek import KekPublicKey, load_kek
+from ceremony.hsm.module import OPEN_SESSIONS, HsmInfo, describe_token, find_token, hsm_step
+from ceremony.hsm.selftest import WrapSelfTest, run_self_test
+from ceremony.keyspec import KeySpec
+
+
+class HsmSession:
+    """A ceremony's view of a token. `raw` is the python-pkcs11 session, for tests and tools."""
+
+    def __init__(self, module_path: str, token: Any, raw: Any) -> None:
+        self.module_path = module_path
+        self.token = token
+        self.raw = raw
+        self._info: HsmInfo | None = None
+        self._keks: dict[bytes, Any] = {}
+        self._targets: dict[str, Any] = {}  # keys generated in this session, by label
+
+    def describe(self) -> HsmInfo:
+        """Library, token (manufacturer, model, serial, firmware) and mechanisms."""
+        if self._info is None:
+            self._info = describe_token(self.module_path, self.token)
+        return self._info
+
+    def self_test(self) -> WrapSelfTest:
+        """Which mechanism performs RFC 5649 here, and whether the token is conformant."""
+        offered = {m.code for m in self.describe().mechanisms}
+        return run_self_test(self.raw, offered)
+
+    def generate(self, spec: KeySpec, label: str) -> keys.GeneratedKey:
+        """Generate a target key in the token; refuses a label already in use."""
+        key, handle = keys.generate(self.raw, spec, label)
+        self._targets[label] = handle
+        return key
+
+    def label_in_use(self, label: str) -> bool:
+        """Whether any object on the token carries this label: checked before anything is made."""
+        return bool(keys.find_objects(self.raw, label))
+
+    def find_key(self, label: str) -> keys.GeneratedKey | None:
+        """The target key labelled `label`, or None: lets a rerun resume instead of duplicating."""
+        return keys.find_key(self.raw, label)
+
+    def wrap_for_byok(self, label: str, kek_public_key: bytes, self_test: WrapSelfTest) -> bytes:
+        """The CKM_RSA_AES_KEY_WRAP ciphertext of key `label` under the KEK (SPKI PEM or DER)."""
+        kek = load_kek(kek_public_key)
+        target = self._targets.get(label) or keys.private_or_secret(self.raw, label)
+        return wrap.wrap_target(self.raw, self._kek_object(kek), kek, target, label, self_test)
+
+    def unwrap_challenge(self, label: str, wrapped: bytes) -> bytes:
+        """AES key `label` unwraps an RFC 3394 challenge (proof of possession of AES keys)."""
+        return wrap.unwrap_challenge(self.raw, label, wrapped)
+
+    def random_bytes(self, count: int) -> bytes:
+        """Random bytes from the HSM, for challenges and nonces."""
+        with hsm_step("Drawing random bytes from the HSM"):
+            return bytes(self.raw.generate_random(count * 8))
+
+    def _kek_object(self, kek: KekPublicKey) -> Any:
+        if kek.spki_der not in self._keks:
+            self._keks[kek.spki_der] = wrap.import_kek(self.raw, kek)
+        return self._keks[kek.spki_der]
+
+
+@contextmanager
+def open_session(
+    module_path: str,
+    token_label: str | None = None,
+    *,
+    serial: str | None = None,
+    pin: str | None,
+) -> Iterator[HsmSession]:
+    """A read-write session on the token, logged in as user with `pin` (None: not logged in).
+
+    Session objects (KEK, ephemeral keys) vanish when the block ends; token keys stay.
+    """
+    token = find_token(module_path, token_label, serial)
+    with hsm_step(f"Opening a session on token {token.label!r}"):
+        raw = token.open(rw=True, user_pin=pin)
+    OPEN_SESSIONS[module_path] = OPEN_SESSIONS.get(module_path, 0) + 1
+    try:
+        yield HsmSession(module_path, token, raw)
+    finally:
+        OPEN_SESSIONS[module_path] -= 1
+        # Closing must not hide the error that ended the block; the module logs out anyway.
+        with suppress(PKCS11Error):
+            raw.close()

@@ -1,0 +1,107 @@
+"""hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM, and the AES proof-of-possession unwrap.
+
+Owns the ephemeral AES key's whole life (made, used, destroyed); the target key never leaves the
+HSM in plaintext and no key value is ever returned, except a non-secret challenge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+
+from ceremony.errors import HsmError
+from ceremony.hsm.kek import KekPublicKey
+from ceremony.hsm.keys import private_or_secret
+from ceremony.hsm.mechanisms import CKM_RSA_AES_KEY_WRAP, OAEP_SHA1, RsaAesWrapParam, as_mechanism
+from ceremony.hsm.module import hsm_step
+from ceremony.hsm.selftest import WrapSelfTest, import_rsa_public
+
+# The ephemeral key: a session object that can only wrap, extractable only to be wrapped itself.
+_EPHEMERAL_TEMPLATE = {
+    Attribute.TOKEN: False,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: True,
+}
+
+
+def import_kek(session: Any, kek: KekPublicKey) -> Any:
+    """The KEK public key as a session object with CKA_WRAP."""
+    with hsm_step("Importing the KEK public key into the HSM"):
+        return import_rsa_public(session, kek.modulus, kek.exponent)
+
+
+def wrap_target(
+    session: Any,
+    kek_object: Any,
+    kek: KekPublicKey,
+    target: Any,
+    label: str,
+    self_test: WrapSelfTest,
+) -> bytes:
+    """RSA-OAEP(KEK, ephemeral AES-256) || RFC 5649(ephemeral, target), per Azure's spec."""
+    if self_test.mechanism_code is None:
+        raise HsmError("The wrap self-test found no usable mechanism.", "Run the self-test first.")
+    with hsm_step(f"Checking key {label!r} can be wrapped"):
+        extractable = bool(target[Attribute.EXTRACTABLE])
+    if not extractable:
+        raise HsmError(
+            f"Key {label!r} is not extractable, so the HSM cannot wrap it.",
+            "Generate the key with this tool (it sets CKA_EXTRACTABLE) or let the SO change it.",
+        )
+    if self_test.native_rsa_aes:
+        param = RsaAesWrapParam()
+        with hsm_step(f"Wrapping {label!r} with CKM_RSA_AES_KEY_WRAP"):
+            blob = kek_object.wrap_key(
+                target, mechanism=as_mechanism(CKM_RSA_AES_KEY_WRAP), mechanism_param=param.raw
+            )
+    else:
+        blob = _two_step(session, kek_object, target, label, self_test.mechanism_code)
+    if len(blob) < kek.bits // 8 + 16:
+        raise HsmError(f"The HSM returned a {len(blob)}-byte wrap; too short.", "Report this.")
+    return blob
+
+
+def _two_step(session: Any, kek_object: Any, target: Any, label: str, aes_wrap: int) -> bytes:
+    with hsm_step("Generating the ephemeral AES-256 key in the HSM"):
+        ephemeral = session.generate_key(
+            KeyType.AES,
+            256,
+            store=False,
+            capabilities=MechanismFlag.WRAP,
+            template=_EPHEMERAL_TEMPLATE,
+        )
+    try:
+        with hsm_step(f"Wrapping {label!r} under the ephemeral key"):
+            wrapped_target = ephemeral.wrap_key(target, mechanism=Mechanism(aes_wrap))
+        with hsm_step("Wrapping the ephemeral key under the KEK (RSA-OAEP SHA-1)"):
+            wrapped_ephemeral = kek_object.wrap_key(
+                ephemeral, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=OAEP_SHA1
+            )
+    finally:
+        with hsm_step("Destroying the ephemeral AES key"):
+            ephemeral.destroy()
+    return wrapped_ephemeral + wrapped_target
+
+
+def unwrap_challenge(session: Any, label: str, wrapped: bytes) -> bytes:
+    """Unwrap an RFC 3394 blob (Key Vault's A128KW/A192KW/A256KW wrapKey) with AES key `label`.
+
+    The value is a challenge chosen for the proof of possession, not a secret of the ceremony.
+    """
+    key = private_or_secret(session, label)
+    with hsm_step(f"Unwrapping the challenge with {label!r}"):
+        if key[Attribute.KEY_TYPE] != KeyType.AES:
+            raise HsmError(f"Key {label!r} is not an AES key.", "Give the label of an AES key.")
+        challenge = key.unwrap_key(
+            ObjectClass.SECRET_KEY,
+            KeyType.GENERIC_SECRET,
+            wrapped,
+            mechanism=Mechanism.AES_KEY_WRAP,
+            store=False,
+            template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+        )
+        try:
+            return bytes(challenge[Attribute.VALUE])
+        finally:
+            challenge.destroy()

@@ -1,0 +1,270 @@
+"""rehearsal: a whole ceremony on one machine — SoftHSM2, the local vault, a sample plan, drills.
+
+Sets up throwaway tokens and a local Managed HSM in the output directory, runs all six phases with
+automatic (and so marked) confirmations, and verifies the archive. PINs live only in memory and in
+the kernels' environment: they are never written to any file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.phases import Phase
+from ceremony.workspace import Workspace
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+HSM_TOKEN = "byok-rehearsal"
+KEK_NAME = "byok-kek"
+PEOPLE = (
+    ("ada", "administrator"),
+    ("carol", "custodian"),
+    ("chen", "custodian"),
+    ("wanda", "witness"),
+)
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A fault a custodian must catch: where it is injected, where the ceremony must stop, why."""
+
+    name: str
+    stops_at: str
+    lesson: str
+    vault_faults: tuple[str, ...] = ()
+    wrong_fingerprint: bool = False
+    tamper_after: str | None = None
+    absent_signer: str | None = None
+
+
+DRILLS = {
+    d.name: d
+    for d in (
+        Drill(
+            "kek-fingerprint",
+            "01",
+            "The plan's KEK fingerprint differs from the KEK the vault offers, as when someone "
+            "substitutes their own KEK. Phase 01 refused before anything was wrapped. In a real "
+            "ceremony: stop, call the vault owner on a number you already know, and compare the "
+            "fingerprint word by word.",
+            wrong_fingerprint=True,
+        ),
+        Drill(
+            "tampered-byok",
+            "04",
+            "A .byok package changed after the witnesses confirmed it at checkpoint 03, as when "
+            "the transfer medium is tampered with across the air gap. Phase 04 refused to import "
+            "it. In a real ceremony: stop, keep the medium as evidence, and wrap again in a new "
+            "ceremony.",
+            tamper_after="03",
+        ),
+        Drill(
+            "cloud-outage",
+            "04",
+            "The vault answered 503 (service unavailable) to every import. Phase 04 stopped "
+            "without half an import being taken for a whole one. In a real ceremony: wait, then "
+            "rerun `ceremony run`; it resumes and never imports a key twice.",
+            vault_faults=("import:503:1000",),
+        ),
+        Drill(
+            "missing-signature",
+            "05",
+            "The witness did not sign, so the plan's quorum was not met and the evidence was not "
+            "sealed. In a real ceremony: bring the missing witness (and their token) and rerun "
+            "phase 05; nothing else is repeated.",
+            absent_signer="wanda",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RehearsalResult:
+    """Where the rehearsal left its evidence, and whether the archive verified."""
+
+    root: Path
+    workspace: Path
+    archive: Path
+    report: Path
+    verified: bool
+
+
+def _pin(variable: str) -> str:
+    """From the environment when set, else random; either way kept in memory only."""
+    return os.environ.get(variable) or secrets.token_hex(12)
+
+
+def person_variable(name: str) -> str:
+    return "CEREMONY_PIN_" + name.upper()
+
+
+def _prepare_out(out: Path) -> Path:
+    out = out.resolve()
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(
+            f"{out} exists and is not empty; a rehearsal never overwrites an earlier one.",
+            "Give a new directory (or remove the old rehearsal).",
+        )
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return out
+
+
+def render_plan(values: dict[str, Any]) -> str:
+    """The sample plan from templates/rehearsal-plan.toml.j2."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return env.get_template("rehearsal-plan.toml.j2").render(**values)
+
+
+def _tamper(ws: Workspace, name: str) -> None:
+    """Change one character of a .byok's ciphertext (the drill plays the attacker)."""
+    path = ws.path("keys", f"{name}.byok")
+    data = bytearray(path.read_bytes())
+    at = data.index(b'"ciphertext":"') + len(b'"ciphertext":"') + 40
+    data[at] = ord("A") if data[at] != ord("A") else ord("B")
+    path.write_bytes(bytes(data))
+
+
+def rehearse(
+    out: str | Path, drill: str | None = None, *, stream: TextIO = sys.stdout
+) -> RehearsalResult:
+    """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must."""
+    from ceremony.evidence import verify_path
+    from ceremony.localvault import LocalVault
+    from ceremony.runner import Runner, RunOptions
+    from ceremony.signers import create_token_signing_key
+    from ceremony.softhsm import SoftHsm
+    from ceremony.vault import connect, create_kek
+
+    chosen = DRILLS.get(drill) if drill else None
+    if drill and chosen is None:
+        raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
+    root = _prepare_out(Path(out))
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    say(f"Rehearsal in {root}" + (f" — drill {chosen.name}" if chosen else ""))
+    softhsm = SoftHsm(root / "softhsm")
+    softhsm.activate()
+    env = {**softhsm.environ(), "CEREMONY_PIN": _pin("CEREMONY_PIN")}
+    softhsm.create_token(HSM_TOKEN, env["CEREMONY_PIN"])
+    people = []
+    (root / "people").mkdir(mode=0o700)
+    for name, role in PEOPLE:
+        pin = _pin(person_variable(name))
+        softhsm.create_token(name, pin)
+        reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
+        (root / "people" / f"{name}.pub.pem").write_text(public_pem)
+        people.append(
+            {
+                "name": name,
+                "role": role,
+                "public_key": f"people/{name}.pub.pem",
+                "signer": reference,
+            }
+        )
+        if not (chosen and chosen.absent_signer == name):
+            env[person_variable(name)] = pin
+    names = ", ".join(n for n, _ in PEOPLE)
+    say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
+
+    with LocalVault(
+        root / "vault", managed_hsm=True, faults=chosen.vault_faults if chosen else ()
+    ) as vault:
+        kek = create_kek(connect(local_vault_dir=root / "vault"), KEK_NAME)
+        say(f"Local Managed HSM at {vault.url}; KEK {kek.kid}")
+        fingerprint = kek.fingerprint.hex
+        if chosen and chosen.wrong_fingerprint:
+            fingerprint = secrets.token_hex(32)
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        plan_text = render_plan(
+            {
+                "ceremony_id": f"rehearsal-{stamp}",
+                "vault_url": vault.url,
+                "vault_state": "vault",
+                "kek_name": KEK_NAME,
+                "kek_fingerprint": fingerprint,
+                "hsm_module": softhsm.module_path,
+                "hsm_token": HSM_TOKEN,
+                "people": people,
+            }
+        )
+        (root / "plan.toml").write_text(plan_text)
+        after_phase = _drill_hook(chosen)
+        options = RunOptions(
+            rehearsal=True,
+            auto_confirm=True,
+            kernel_env=env,
+            prompt_pins=False,
+            after_phase=after_phase,
+        )
+        runner = Runner(root / "plan.toml", root / "workspace", options, out=stream)
+        try:
+            runner.run()
+        except CeremonyError as exc:
+            if chosen is None:
+                raise
+            return _drill_stopped(chosen, exc, say)
+    if chosen is not None:
+        raise RefusedError(
+            f"Drill {chosen.name}: the ceremony did not stop, although it should have at phase "
+            f"{chosen.stops_at}.",
+            "This is a defect in the ceremony's checks; report it with the workspace.",
+        )
+    archive = runner.ws.path("archive.tar")
+    report = verify_path(archive)
+    say(report.render() if hasattr(report, "render") else str(report))
+    result = RehearsalResult(
+        root,
+        runner.ws.root,
+        archive,
+        runner.ws.path("evidence", "report.html"),
+        bool(report.verified),
+    )
+    if not result.verified:
+        raise RefusedError(
+            f"The rehearsal archive {archive} did not verify: {report.first_failure}.",
+            "Keep the directory and report it.",
+        )
+    say(f"\nRehearsal complete. Evidence archive: {result.archive}\nReport: {result.report}")
+    return result
+
+
+def _drill_hook(chosen: Drill | None) -> Callable[[Phase, Workspace], None] | None:
+    if chosen is None or chosen.tamper_after is None:
+        return None
+
+    def hook(phase: Phase, ws: Workspace) -> None:
+        if phase.number == chosen.tamper_after:
+            _tamper(ws, "rehearsal-ec")
+
+    return hook
+
+
+def _drill_stopped(chosen: Drill, exc: CeremonyError, say: Callable[[str], None]) -> NoReturn:
+    stopped = getattr(exc, "phase", None)
+    if stopped != chosen.stops_at:
+        raise RefusedError(
+            f"Drill {chosen.name}: the ceremony stopped at phase {stopped}, not at "
+            f"{chosen.stops_at} where it should have: {exc}",
+            "This is a defect in the ceremony's checks; report it with the workspace.",
+        ) from None
+    say(f"\nThe ceremony stopped at phase {stopped}, as this drill intends.")
+    raise RefusedError(
+        f"Drill {chosen.name}: stopped at phase {stopped} as it should: {exc}",
+        f"What the drill teaches: {chosen.lesson}",
+    ) from None

@@ -1,0 +1,179 @@
+"""steps.context: what every notebook step shares — the plan, the workspace, the phase, the mode.
+
+Opens a phase (order and binding checked, start recorded), records refusals and completion in the
+transcript, and shows results. Never reads a PIN itself except through ceremony.hsm.read_pin.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ceremony.checkpoint import CONFIRMED, Checkpoint, CheckpointItem, ask_confirmation
+from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.phases import Phase, phase
+from ceremony.plan import Plan, load_plan
+from ceremony.workspace import COMPLETED, Workspace
+
+MODES = ("ceremony", "rehearsal")
+STARTED, REFUSED = "phase-started", "phase-refused"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step did, for the notebook reader: a few facts and the values to check."""
+
+    title: str
+    facts: tuple[tuple[str, str], ...] = ()
+    items: tuple[CheckpointItem, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        lines = [self.title] + [f"  {k}: {v}" for k, v in self.facts]
+        lines += [f"  {i.label}: {i.sha256}" for i in self.items]
+        return "\n".join(lines + [f"  ! {n}" for n in self.notes])
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(v)}</code></td></tr>"
+            for k, v in self.facts
+        )
+        rows += "".join(
+            f"<tr><td>{html.escape(i.label)}</td><td><code>{i.fingerprint.short}</code></td></tr>"
+            for i in self.items
+        )
+        notes = "".join(f"<p>&#9888; {html.escape(n)}</p>" for n in self.notes)
+        return f"<h4>{html.escape(self.title)}</h4><table>{rows}</table>{notes}"
+
+
+@dataclass
+class Context:
+    """One phase in progress: the validated plan, its workspace and how the ceremony is run."""
+
+    phase: Phase
+    plan: Plan
+    workspace: Workspace
+    mode: str
+    results: list[StepResult] = field(default_factory=list)
+
+    @property
+    def rehearsal(self) -> bool:
+        return self.mode == "rehearsal"
+
+    @property
+    def actor(self) -> str:
+        """The ceremony administrator, who drives the workbook."""
+        return self.plan.with_role("administrator")[0].name
+
+    def record(self, action: str, data: Any = None) -> Any:
+        """Append one event for this phase to the transcript."""
+        return self.workspace.transcript.append(self.phase.number, self.actor, action, data)
+
+    def path(self, *parts: str) -> Path:
+        return self.workspace.path(*parts)
+
+    @contextmanager
+    def hsm(self) -> Iterator[Any]:
+        """A logged-in session on the plan's token; the PIN comes from CEREMONY_PIN."""
+        from ceremony.hsm import open_session, read_pin
+
+        if not Path(self.plan.hsm.module).exists():
+            raise RefusedError(
+                f"Phase {self.phase.title} needs the HSM, but its PKCS#11 module "
+                f"{self.plan.hsm.module} is not on this machine.",
+                "Run this phase on the offline machine that has the HSM attached.",
+            )
+        pin = read_pin("CEREMONY_PIN", f"User PIN of token {self.plan.hsm.token!r} (hidden): ")
+        with open_session(self.plan.hsm.module, self.plan.hsm.token, pin=pin) as session:
+            yield session
+
+    def vault(self) -> Any:
+        """A connection to the plan's vault (Azure, or the rehearsal's local vault)."""
+        from ceremony.vault import connect
+
+        return connect(self.plan.vault.url, local_vault_dir=self.plan.vault.local_state)
+
+
+def begin(
+    phase_ref: str, plan: str | Path, workspace: str | Path, mode: str = "ceremony"
+) -> Context:
+    """Open a phase: validate the plan, bind the workspace, check the order, record the start."""
+    if mode not in MODES:
+        raise UsageError(f"Mode {mode!r} is unknown.", "Use mode = 'ceremony' or 'rehearsal'.")
+    current = phase(phase_ref)
+    loaded = load_plan(plan)
+    if loaded.vault.is_local and mode != "rehearsal":
+        raise RefusedError(
+            "The plan's vault is the local rehearsal vault, but the mode is 'ceremony'.",
+            "Rehearse with mode = 'rehearsal' (ceremony rehearse); a real ceremony targets Azure.",
+        )
+    ws = Workspace.open(workspace, loaded.ceremony.id, loaded.sha256)
+    ws.require_ready(current)
+    ctx = Context(current, loaded, ws, mode)
+    ctx.record(STARTED, {"mode": mode, "notebook": current.notebook, "kernel": kernel_transport()})
+    return ctx
+
+
+R = TypeVar("R")
+
+
+def step(func: Callable[[Context], R]) -> Callable[[Context], R]:
+    """Wrap a step so that a refusal is recorded in the transcript before it stops the notebook."""
+
+    @functools.wraps(func)
+    def run(ctx: Context) -> R:
+        try:
+            result = func(ctx)
+        except CeremonyError as exc:
+            ctx.record(
+                REFUSED,
+                {"error": type(exc).__name__, "message": exc.message, "remedy": exc.remedy},
+            )
+            raise
+        if isinstance(result, StepResult):
+            ctx.results.append(result)
+        return result
+
+    return run
+
+
+def complete(ctx: Context) -> Checkpoint:
+    """Record the phase as complete with everything the witnesses must check, and show it.
+
+    In JupyterLab (a kernel with stdin) the witnesses confirm right here; under the runner the
+    runner asks them after the notebook ends."""
+    items = tuple(i for r in ctx.results for i in r.items)
+    notes = tuple(n for r in ctx.results for n in r.notes)
+    event = ctx.record(
+        COMPLETED,
+        {"checkpoint": [i.to_dict() for i in items], "notes": list(notes), "mode": ctx.mode},
+    )
+    checkpoint = Checkpoint(ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes)
+    if _kernel_has_stdin():
+        witnesses = [p.name for p in ctx.plan.with_role("witness")]
+        confirmation = ask_confirmation(checkpoint, witnesses, ctx.plan.quorum.get("witness", 1))
+        ctx.record(CONFIRMED, confirmation.to_dict(checkpoint))
+    return checkpoint
+
+
+def kernel_transport() -> str | None:
+    """The transport of the kernel this runs in ('ipc' under the runner), None outside Jupyter."""
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+    except ImportError:  # pragma: no cover - ipykernel is a dependency
+        return None
+    return str(IPKernelApp.instance().transport) if IPKernelApp.initialized() else None
+
+
+def _kernel_has_stdin() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    kernel = getattr(get_ipython(), "kernel", None)
+    return bool(getattr(kernel, "_allow_stdin", False))

@@ -1,0 +1,110 @@
+"""steps.preflight: phase 00 — record the tools, host, clock, HSM and roster before anything else.
+
+Copies the reviewed plan and everyone's public keys into the workspace as evidence. It changes
+nothing on the HSM or in the vault; the wrap self-test uses session objects only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from ceremony.canonical import canonical_json, sha256_hex
+from ceremony.checkpoint import CheckpointItem
+from ceremony.fingerprint import fingerprint_public_key
+from ceremony.steps.context import Context, StepResult, step
+from ceremony.workspace import host_name
+
+DISTRIBUTIONS = (
+    "byok-ceremony",
+    "cryptography",
+    "python-pkcs11",
+    "azure-keyvault-keys",
+    "azure-identity",
+    "securesystemslib",
+    "papermill",
+    "nbclient",
+    "ipykernel",
+)
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of Python and of every library the ceremony's result depends on."""
+    versions = {"python": platform.python_version()}
+    for name in DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@step
+def preflight(ctx: Context) -> StepResult:
+    """Phase 00: what this machine is, what the HSM is, and who is here."""
+    from ceremony.evidence.records import PreflightRecord
+
+    plan = ctx.plan
+    _copy_plan(ctx)
+    hsm, self_test, warnings, facts = {}, None, [], []
+    if Path(plan.hsm.module).exists():
+        from ceremony.hsm import require_conformant
+
+        with ctx.hsm() as session:
+            info = session.describe()
+            test = session.self_test()
+        hsm, self_test = info.to_dict(), test.to_dict()
+        warning = require_conformant(test, ctx.rehearsal)
+        warnings += [warning] if warning else []
+        token = info.token
+        facts += [
+            ("HSM token", f"{token.label} — {token.manufacturer} {token.model}, serial "
+             f"{token.serial}, firmware {token.firmware_version}" if token else "?"),
+            ("wrap self-test", test.summary()),
+        ]  # fmt: skip
+    else:
+        facts.append(("HSM", f"no module at {plan.hsm.module}: this is the online machine"))
+    now = dt.datetime.now(dt.UTC)
+    host = {
+        "hostname": host_name(),
+        "platform": platform.platform(),
+        "clock_utc": now.isoformat(timespec="seconds"),
+    }
+    record = PreflightRecord(tool_versions(), host, hsm, self_test, ctx.rehearsal, warnings)
+    name = "preflight.json" if not ctx.workspace.exists("preflight.json") else None
+    name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
+    ctx.workspace.write_new(name, record.to_json())
+    ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
+    items = [CheckpointItem("plan.toml (the reviewed plan)", plan.sha256)]
+    for person in plan.people:
+        fp = fingerprint_public_key(person.public_key_pem)
+        items.append(CheckpointItem(f"signing key of {person.name} ({person.role})", fp.hex))
+    facts = [
+        ("ceremony", f"{plan.ceremony.id}: {plan.ceremony.purpose}"),
+        ("mode", ctx.mode),
+        ("host", f"{host['hostname']} ({host['platform']}), clock {host['clock_utc']}"),
+        ("vault", f"{plan.vault.url} ({plan.vault.flavour})"),
+        ("keys", ", ".join(f"{k.name} ({k.spec.describe()})" for k in plan.keys)),
+        ("quorum", ", ".join(f"{n} {role}" for role, n in plan.quorum.items())),
+        *facts,
+    ]
+    return StepResult(
+        f"Preflight on {host['hostname']}", tuple(facts), tuple(items), tuple(warnings)
+    )
+
+
+def _copy_plan(ctx: Context) -> None:
+    """The plan, public keys and release policies travel with the workspace into the evidence."""
+    ws, plan = ctx.workspace, ctx.plan
+    if not ws.exists("plan.toml"):
+        ws.write_new("plan.toml", plan.path.read_bytes())
+    for person in plan.people:
+        target = f"people/{person.name}.pub.pem"
+        if not ws.exists(target):
+            ws.write_new(target, person.public_key_pem.encode())
+    for key in plan.keys:
+        target = f"policies/{key.name}.json"
+        if key.release_policy is not None and not ws.exists(target):
+            ws.write_new(target, canonical_json(key.release_policy) + b"\n")

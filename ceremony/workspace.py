@@ -1,0 +1,195 @@
+"""workspace: the directory a ceremony carries across the air gap — its files and phase state.
+
+Binds the directory to one ceremony id and plan digest, writes outputs whole and never over an
+existing file, and reads which phases are complete from the transcript. Never stores a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ceremony.errors import RefusedError, UsageError
+from ceremony.phases import BY_NUMBER, Phase, predecessors
+
+BINDING_FILE = "ceremony.json"
+TRANSCRIPT_FILE = "transcript.jsonl"
+ARCHIVE_FILE = "archive.tar"
+# The archive cannot hold the record of its own sealing: what happens after it goes here.
+AFTER_SEAL_DIR = ".after-seal"
+COMPLETED = "phase-completed"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What makes a workspace belong to one ceremony: its id and the digest of the plan."""
+
+    ceremony_id: str
+    plan_sha256: str
+    created: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "ceremony_id": self.ceremony_id,
+            "plan_sha256": self.plan_sha256,
+            "created": self.created,
+        }
+
+
+def write_new(path: Path, data: bytes) -> Path:
+    """Write `data` to a new file atomically; an existing file is refused, never overwritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise RefusedError(
+            f"{path} already exists; a ceremony never overwrites an output.",
+            "Keep the existing file: rerunning resumes from it. Start a new workspace to redo.",
+        )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise RefusedError(
+                f"{path} appeared while it was being written.", "Run one ceremony at a time."
+            ) from None
+    finally:
+        os.unlink(tmp)
+    return path
+
+
+def host_name() -> str:
+    """This machine's short name, safe for a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname()) or "host"
+
+
+class Workspace:
+    """The ceremony's directory: bound to one plan, holding every output and the transcript."""
+
+    def __init__(self, root: Path, binding: Binding) -> None:
+        self.root = root
+        self.binding = binding
+
+    @classmethod
+    def open(cls, root: str | Path, ceremony_id: str, plan_sha256: str) -> Workspace:
+        """Open (or start) the workspace for this ceremony; refuse one bound to another."""
+        root = Path(root).resolve()
+        marker = root / BINDING_FILE
+        if marker.exists():
+            binding = _read_binding(marker)
+            if binding.ceremony_id != ceremony_id:
+                raise RefusedError(
+                    f"Workspace {root} belongs to ceremony {binding.ceremony_id!r}, "
+                    f"not {ceremony_id!r}.",
+                    "Use the workspace of this ceremony, or a new empty directory.",
+                )
+            if binding.plan_sha256 != plan_sha256:
+                raise RefusedError(
+                    f"The plan changed since workspace {root} was started "
+                    f"(it was bound to plan sha256 {binding.plan_sha256[:16]}...).",
+                    "Use the plan file the ceremony began with; a changed plan is a new ceremony.",
+                )
+            return cls(root, binding)
+        if root.exists() and any(root.iterdir()):
+            raise RefusedError(
+                f"{root} is not empty and is not a ceremony workspace.",
+                "Give a new or empty directory for the workspace.",
+            )
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        binding = Binding(ceremony_id, plan_sha256, now)
+        write_new(marker, _json_bytes(binding.to_dict()))
+        return cls(root, binding)
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def exists(self, *parts: str) -> bool:
+        return self.path(*parts).exists()
+
+    def write_new(self, relative: str, data: bytes) -> Path:
+        return write_new(self.path(relative), data)
+
+    def write_json(self, relative: str, record: Any) -> Path:
+        return self.write_new(relative, _json_bytes(record))
+
+    def read_json(self, relative: str) -> Any:
+        path = self.path(relative)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RefusedError(
+                f"{relative} is missing from workspace {self.root}.",
+                "Run the phase that makes it first (see `ceremony phases`).",
+            ) from None
+        except ValueError as exc:
+            raise UsageError(
+                f"{path} is not valid JSON ({exc}).", "Restore it from the evidence."
+            ) from None
+
+    @property
+    def sealed(self) -> bool:
+        """True once the evidence archive exists: the sealed files must not change any more."""
+        return self.exists(ARCHIVE_FILE)
+
+    @property
+    def transcript(self):
+        """The transcript to append to: the sealed one, or after sealing its continuation."""
+        from ceremony.transcript import Transcript
+
+        if self.sealed:
+            return Transcript(self.path(AFTER_SEAL_DIR, TRANSCRIPT_FILE))
+        return Transcript(self.path(TRANSCRIPT_FILE))
+
+    def events(self) -> list[Any]:
+        """Every event: the sealed transcript's, then those recorded after sealing."""
+        from ceremony.transcript import Transcript
+
+        events = []
+        for path in (self.path(TRANSCRIPT_FILE), self.path(AFTER_SEAL_DIR, TRANSCRIPT_FILE)):
+            if path.exists():
+                events += Transcript(path).events()
+        return events
+
+    def completed(self) -> dict[str, dict[str, Any]]:
+        """Completed phases (number -> the completion record), read from the transcript."""
+        done: dict[str, dict[str, Any]] = {}
+        for event in self.events():
+            if event.action == COMPLETED and event.phase in BY_NUMBER:
+                done[event.phase] = dict(event.data or {})
+        return done
+
+    def require_ready(self, phase: Phase) -> None:
+        """Refuse a phase whose predecessors are not complete: phases run in order."""
+        done = self.completed()
+        missing = [p for p in predecessors(phase) if p.number not in done]
+        if missing:
+            first = missing[0]
+            raise RefusedError(
+                f"Phase {phase.title} cannot run yet: phase {first.title} is not complete.",
+                f"Run phase {first.number} first (ceremony run PLAN --workspace {self.root}).",
+            )
+
+
+def _json_bytes(record: Any) -> bytes:
+    return (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def _read_binding(marker: Path) -> Binding:
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return Binding(data["ceremony_id"], data["plan_sha256"], data["created"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{marker} is damaged; the workspace cannot be trusted.",
+            "Restore the workspace from its copy, or start a new one.",
+        ) from None

@@ -1,0 +1,214 @@
+"""A finished ceremony workspace made with pyca/cryptography, for evidence tests and the benchmark.
+
+It follows the BYOK construction (RSA-OAEP-SHA1 of an AES key, then AES-KWP of the target key) and
+the record schema of ceremony.evidence.records. Private keys stay in memory and are returned only
+so tests can prove the secrets scan never finds them in the evidence.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+from ceremony.evidence.records import ImportRecord, KekRecord, KeyRecord, PreflightRecord
+from ceremony.fingerprint import fingerprint_public_key
+from ceremony.people import Person, Quorum
+from ceremony.signers import create_file_signing_key
+from ceremony.transcript import Transcript
+
+CEREMONY_TIME = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+KEK_KID = "https://contoso-byok.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef"
+PIN = "custodian-pin-7319"
+
+
+@dataclass
+class WorkspaceSecrets:
+    """Everything secret that was near the workspace, for the scan to look for."""
+
+    pins: list[str] = field(default_factory=list)
+    secret_bytes: list[bytes] = field(default_factory=list)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _pem(key) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _private_der(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _wrap(kek_public, target: bytes, secrets: WorkspaceSecrets) -> bytes:
+    ephemeral = os.urandom(32)
+    secrets.secret_bytes.append(ephemeral)
+    block = kek_public.encrypt(
+        ephemeral,
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
+    )
+    return block + aes_key_wrap_with_padding(ephemeral, target)
+
+
+def make_workspace(
+    root: Path,
+    key_specs: list[tuple[str, str, int | str]] | None = None,
+    *,
+    kek_bits: int = 2048,
+    notebook_bytes: int = 2000,
+) -> WorkspaceSecrets:
+    """Write a workspace as phases 00-04 would leave it; return what must never be sealed."""
+    key_specs = key_specs or [("app-rsa", "RSA-HSM", 2048), ("app-ec", "EC-HSM", "P-256"),
+                              ("app-aes", "oct-HSM", 256)]  # fmt: skip
+    secrets = WorkspaceSecrets(pins=[PIN])
+    root.mkdir(parents=True, exist_ok=True)
+    clock = iter(range(10_000))
+    transcript = Transcript(
+        root / "transcript.jsonl",
+        clock=lambda: CEREMONY_TIME.replace(hour=9, minute=0, second=next(clock) % 60),
+    )
+    hsm_info = {"manufacturer": "SoftHSM project", "model": "SoftHSM v2", "serial": "1a2b3c",
+                "firmware": "2.6", "library": "libsofthsm2.so 2.6.1"}  # fmt: skip
+    preflight = PreflightRecord(
+        tools={"softhsm2": "2.6.1", "python-pkcs11": "0.10.1"},
+        host={"hostname": "offline-1", "platform": "Linux"},
+        hsm=hsm_info,
+        self_test={"conformant": False, "deviation": "softhsm-zero-pad", "mechanism": "two-step"},
+        rehearsal=True,
+        warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."],
+    )
+    _write(root / "preflight.json", preflight.to_json())
+    transcript.append("00-preflight", "administrator", "preflight recorded", {"rehearsal": True})
+
+    kek_private = rsa.generate_private_key(65537, kek_bits)
+    kek_public = kek_private.public_key()
+    secrets.secret_bytes.append(_private_der(kek_private))
+    kek_pem = _pem(kek_public)
+    kek_fp = fingerprint_public_key(kek_pem).hex
+    _write(root / "kek.pem", kek_pem)
+    kek = KekRecord(KEK_KID, "RSA-HSM", kek_bits, ["import"], kek_fp, "vault", kek_fp)
+    _write(root / "kek.json", kek.to_json())
+    transcript.append("01-kek", "administrator", "KEK fetched", {"kid": KEK_KID, "sha256": kek_fp})
+
+    for index, (name, kty, param) in enumerate(key_specs):
+        jwk = None
+        if kty == "RSA-HSM":
+            private = rsa.generate_private_key(65537, int(param))
+            target, size, curve = _private_der(private), int(param), None
+        elif kty == "EC-HSM":
+            curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+            private = ec.generate_private_key(curves[str(param)])
+            target, size, curve = _private_der(private), None, str(param)
+        else:
+            private = None
+            target, size, curve = os.urandom(int(param) // 8), int(param), None
+        secrets.secret_bytes.append(target)
+        public_fp = None
+        if private is not None:
+            pem = _pem(private.public_key())
+            _write(root / f"keys/{name}.pub.pem", pem)
+            public_fp = fingerprint_public_key(pem).hex
+            jwk = _public_jwk(private.public_key(), curve)
+        record = KeyRecord(
+            name=name, kty=kty, size=size, curve=curve, label=name, id_hex=f"{index + 1:04x}",
+            attributes={"CKA_SENSITIVE": True, "CKA_EXTRACTABLE": True, "CKA_MODIFIABLE": False},
+            public_key_sha256=public_fp, hsm=hsm_info,
+        )  # fmt: skip
+        _write(root / f"keys/{name}.json", record.to_json())
+        transcript.append("02-generate", "custodian-1", f"generated {name}", {"sha256": public_fp})
+        byok = {
+            "schema_version": "1.0.0",
+            "header": {"kid": KEK_KID, "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"},
+            "ciphertext": b64url(_wrap(kek_public, target, secrets)),
+            "generator": "byok-ceremony 0.1.0; SoftHSM v2 2.6",
+        }
+        byok_bytes = json.dumps(byok).encode()
+        _write(root / f"keys/{name}.byok", byok_bytes)
+        transcript.append("03-wrap", "custodian-1", f"wrapped {name}", {"bytes": len(byok_bytes)})
+        imported = ImportRecord(
+            name=name,
+            kid=f"https://contoso-byok.vault.azure.net/keys/{name}/{index + 1:032x}",
+            kty=kty,
+            byok_sha256=hashlib.sha256(byok_bytes).hexdigest(),
+            public_key_jwk=jwk,
+            proof=_proof(private, curve),
+            imported_at="2026-11-28T11:00:00Z",
+            attributes={"enabled": True, "exportable": False},
+        )
+        _write(root / f"keys/{name}.import.json", imported.to_json())
+        transcript.append("04-upload", "administrator", f"imported {name}", {"kid": imported.kid})
+
+    for number, phase in enumerate(("00_preflight", "01_kek", "02_generate")):
+        cell = {"cell_type": "code", "source": "ceremony.step()", "outputs": [{"text": "x" * notebook_bytes}]}
+        _write(root / f"notebooks/{phase}.ipynb", json.dumps({"cells": [cell], "n": number}).encode())
+    _write(root / ".ipynb_checkpoints/scratch.json", b"{}")
+    transcript.append("05-evidence", "administrator", "sealing", None)
+    return secrets
+
+
+def _public_jwk(public, curve: str | None) -> dict:
+    if curve is None:
+        numbers = public.public_numbers()
+        return {"kty": "RSA-HSM", "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
+                "e": b64url(numbers.e.to_bytes(3, "big"))}  # fmt: skip
+    numbers = public.public_numbers()
+    size = (public.curve.key_size + 7) // 8
+    return {"kty": "EC-HSM", "crv": curve, "x": b64url(numbers.x.to_bytes(size, "big")),
+            "y": b64url(numbers.y.to_bytes(size, "big"))}  # fmt: skip
+
+
+def _proof(private, curve: str | None) -> dict:
+    challenge = os.urandom(32)
+    if private is None:
+        digest = hashlib.sha256(challenge).hexdigest()
+        return {"method": "wrap", "algorithm": "A256KW", "challenge_sha256": digest,
+                "unwrapped_sha256": digest}  # fmt: skip
+    algorithm = hashes.SHA384() if curve == "P-384" else hashes.SHA256()
+    h = hashes.Hash(algorithm)
+    h.update(challenge)
+    prehashed = h.finalize()
+    if curve is None:
+        signature = private.sign(
+            prehashed, padding.PSS(padding.MGF1(algorithm), 32), utils.Prehashed(algorithm)
+        )
+        alg = "PS256"
+    else:
+        der = private.sign(prehashed, ec.ECDSA(utils.Prehashed(algorithm)))
+        r, s = utils.decode_dss_signature(der)
+        size = (private.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        alg = "ES384" if curve == "P-384" else "ES256"
+    return {"method": "sign", "algorithm": alg, "challenge": challenge.hex(),
+            "signature": b64url(signature)}  # fmt: skip
+
+
+def make_people(directory: Path) -> tuple[list[Person], Quorum]:
+    """Two custodians, a witness, an administrator with file keys, and an auditor who does not sign."""
+    directory.mkdir(parents=True, exist_ok=True)
+    people = []
+    for name, role in (("Alice", "custodian"), ("Bob", "custodian"), ("Wendy", "witness"),
+                       ("Ada", "administrator")):  # fmt: skip
+        reference, pem = create_file_signing_key(directory / f"{name.lower()}.key")
+        people.append(Person(name, role, pem, reference))
+    _, auditor_pem = create_file_signing_key(directory / "audrey.key")
+    people.append(Person("Audrey", "auditor", auditor_pem, ""))
+    return people, Quorum({"custodian": 2, "witness": 1})

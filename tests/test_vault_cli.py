@@ -1,0 +1,319 @@
+"""`ceremony kek` and `ceremony import` end to end, and every refusal: one line, no trace, no import.
+
+Runs the real CLI in-process against the local vault (real SDK, HTTPS) and a SoftHSM2 token.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ceremony.cli import main
+from ceremony.fingerprint import Fingerprint
+from ceremony.localvault import LocalVault
+from ceremony.vault import VaultConnection, connect
+from tests.fixtures_hsm import HsmToken
+from tests.fixtures_localvault import byok_ciphertext, byok_file, kek_public_key
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run a command that must be refused; return its one error line."""
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ceremony: error: ")
+    return lines[0]
+
+
+def versions(conn: VaultConnection, name: str) -> list[str]:
+    try:
+        return [p.version for p in conn.key_client().list_properties_of_key_versions(name)]
+    except ResourceNotFoundError:
+        return []
+
+
+@pytest.fixture(scope="module")
+def kv_dir(local_vault: LocalVault) -> Path:
+    return Path(local_vault.state_dir)
+
+
+@pytest.fixture(scope="module")
+def mhsm_dir(local_managed_hsm: LocalVault) -> Path:
+    return Path(local_managed_hsm.state_dir)
+
+
+@pytest.fixture(scope="module")
+def kv(kv_dir: Path) -> VaultConnection:
+    return connect(local_vault_dir=kv_dir)
+
+
+@pytest.fixture(scope="module")
+def kek_files(kv_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ceremony kek create` then `ceremony kek fetch` with the fingerprint it printed."""
+    folder = tmp_path_factory.mktemp("kek")
+    assert main(["kek", "create", "--local-vault", str(kv_dir), "--name", "kek", "--size", "2048",
+                 "--out", str(folder / "created.pem")]) == 0  # fmt: skip
+    created = json.loads((folder / "created.json").read_text())
+    expected = created["fingerprint"]["sha256"].upper()
+    assert main(["kek", "fetch", "--local-vault", str(kv_dir), "--name", "kek", "--out",
+                 str(folder / "kek.pem"), "--expect-fingerprint", expected]) == 0  # fmt: skip
+    return folder / "kek.pem"
+
+
+def hsm_byok(
+    capsys: pytest.CaptureFixture[str], token: HsmToken, kek_pem: Path, out: Path, *kind: str
+) -> Path:
+    """`ceremony byok` (the HSM side) for the KEK in kek_pem; returns the .byok path."""
+    kid = json.loads(kek_pem.with_suffix(".json").read_text())["kid"]
+    code, _, err = run(capsys, "byok", "--module", token.module_path, "--token", token.label,
+                       "--kek-pem", kek_pem, "--kid", kid, *kind, "--label", out.stem,
+                       "--out", out, "--rehearsal")  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(autouse=True)
+def pin(hsm_token: HsmToken, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CEREMONY_PIN", hsm_token.pin)
+
+
+def test_kek_fetch_prints_and_writes_pem_and_json(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kek_files: Path, tmp_path: Path
+) -> None:
+    record = json.loads(kek_files.with_suffix(".json").read_text())
+    code, out, _ = run(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "kek",
+                       "--version", record["version"], "--out", tmp_path / "again.pem")  # fmt: skip
+    assert code == 0
+    assert record["kid"] in out and Fingerprint.parse(record["fingerprint"]["sha256"]).short in out
+    assert record["fingerprint"]["words"] in out
+    assert "▀" in out or "█" in out  # the QR code
+    assert (tmp_path / "again.pem").read_bytes() == kek_files.read_bytes()
+    assert record["key_ops"] == ["import"] and record["kty"] == "RSA-HSM"
+
+
+@pytest.mark.parametrize(
+    ("kind", "flags"),
+    [(("--type", "RSA-HSM", "--size", "2048"), ()), (("--type", "EC-HSM", "--curve", "P-384"),
+     ("--curve", "P-384"))],
+    ids=["RSA-2048", "EC-P-384"],
+)  # fmt: skip
+def test_import_chain_from_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+    hsm_token: HsmToken,
+    kv_dir: Path,
+    kv: VaultConnection,
+    kek_files: Path,
+    tmp_path: Path,
+    kind: tuple[str, ...],
+    flags: tuple[str, ...],
+) -> None:
+    name = f"cli-{kind[1].lower()}"
+    byok = hsm_byok(capsys, hsm_token, kek_files, tmp_path / f"{name}.byok", *kind)
+    code, out, err = run(capsys, "import", "--local-vault", kv_dir, "--name", name, "--byok", byok,
+                         "--type", kind[1], *flags, "--hsm-public-key",
+                         byok.with_suffix(".pub.pem"))  # fmt: skip
+    assert code == 0, err
+    assert "Possession:   proven" in out
+    record = json.loads((tmp_path / f"{name}.import.json").read_text())
+    assert record["proof"]["verified"] and record["public_key_match"]["equal"]
+    assert versions(kv, name) == [record["version"]]
+    # The same command again finds the import instead of repeating it, but keeps the record.
+    again = refused(capsys, "import", "--local-vault", kv_dir, "--name", name, "--byok", byok,
+                    "--type", kind[1], *flags)  # fmt: skip
+    assert "already exists" in again
+    assert versions(kv, name) == [record["version"]]
+
+
+def test_aes_import_proven_through_the_hsm(
+    capsys: pytest.CaptureFixture[str],
+    hsm_token: HsmToken,
+    mhsm_dir: Path,
+    tmp_path: Path,
+) -> None:
+    kek_pem = tmp_path / "kek.pem"
+    assert main(["kek", "create", "--local-vault", str(mhsm_dir), "--name", "kek-aes",
+                 "--out", str(kek_pem)]) == 0  # fmt: skip
+    byok = hsm_byok(capsys, hsm_token, kek_pem, tmp_path / "aes.byok", "--type", "oct-HSM",
+                    "--size", "256")  # fmt: skip
+    code, out, err = run(capsys, "import", "--local-vault", mhsm_dir, "--name", "aes",
+                         "--byok", byok, "--type", "oct-HSM", "--hsm-module",
+                         hsm_token.module_path, "--token", hsm_token.label, "--hsm-key",
+                         "aes")  # fmt: skip
+    assert code == 0, err
+    assert "proven (wrap A256KW)" in out
+    record = json.loads((tmp_path / "aes.import.json").read_text())
+    assert record["proof"]["verified"] and record["aes_size"] == 256
+
+
+# ---- refusals -------------------------------------------------------------------------------
+
+
+def test_wrong_fingerprint_stops_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kek_files: Path, tmp_path: Path
+) -> None:
+    line = refused(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "kek", "--out",
+                   tmp_path / "k.pem", "--expect-fingerprint", "00" * 32)  # fmt: skip
+    assert "does not match" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_fingerprint_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "kek", "--out",
+                       tmp_path / "k.pem", "--expect-fingerprint", "abc")  # fmt: skip
+    assert code == 2 and "not a SHA-256 fingerprint" in err
+
+
+def test_existing_output_is_not_overwritten(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kek_files: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "k.json").write_text("mine")
+    line = refused(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "kek", "--out",
+                   tmp_path / "k.pem")  # fmt: skip
+    assert "already exists" in line
+    assert (tmp_path / "k.json").read_text() == "mine" and not (tmp_path / "k.pem").exists()
+
+
+def test_kek_with_other_key_ops_refused(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, tmp_path: Path
+) -> None:
+    signing = kv.key_client().create_rsa_key("signing", size=2048, hardware_protected=True)
+    line = refused(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "signing", "--out",
+                   tmp_path / "k.pem")  # fmt: skip
+    assert "exactly ['import']" in line
+    # A package wrapped for such a key is refused before anything is sent.
+    package = tmp_path / "p.byok"
+    package.write_bytes(byok_file(signing.id, byok_ciphertext(kek_public_key(signing), b"x" * 80)))
+    line = refused(capsys, "import", "--local-vault", kv_dir, "--name", "p", "--byok", package,
+                   "--type", "EC-HSM", "--curve", "P-256")  # fmt: skip
+    assert "exactly ['import']" in line
+    assert versions(kv, "p") == []
+
+
+def test_software_kek_refused(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, tmp_path: Path
+) -> None:
+    kv.key_client().create_rsa_key("soft", size=2048, hardware_protected=False)
+    line = refused(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "soft", "--out",
+                   tmp_path / "k.pem")  # fmt: skip
+    assert "not HSM-backed" in line
+
+
+def test_missing_kek_refused(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, tmp_path: Path
+) -> None:
+    line = refused(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "nope", "--out",
+                   tmp_path / "k.pem")  # fmt: skip
+    assert "has no key nope" in line
+
+
+def test_unreachable_vault_fails_fast(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    line = refused(capsys, "kek", "fetch", "--vault", f"https://127.0.0.1:{port}", "--name", "k",
+                   "--out", tmp_path / "k.pem")  # fmt: skip
+    assert "unreachable" in line
+    assert time.monotonic() - started < 15
+
+
+def test_wrong_token_refused(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, tmp_path: Path
+) -> None:
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in ("url", "ca.pem"):
+        shutil.copy(kv_dir / name, stale / name)
+    (stale / "token").write_text("expired-or-wrong")
+    line = refused(capsys, "kek", "create", "--local-vault", stale, "--name", "kek-401")
+    assert "refused the credentials" in line
+    assert versions(kv, "kek-401") == []
+
+
+def test_byok_for_another_vault_refused(
+    capsys: pytest.CaptureFixture[str],
+    kv_dir: Path,
+    kv: VaultConnection,
+    local_managed_hsm: LocalVault,
+    tmp_path: Path,
+) -> None:
+    other = connect(local_vault_dir=local_managed_hsm.state_dir)
+    foreign = other.key_client().create_rsa_key(
+        "kek-foreign", size=2048, hardware_protected=True, key_operations=["import"]
+    )
+    package = tmp_path / "p.byok"
+    package.write_bytes(byok_file(foreign.id, byok_ciphertext(kek_public_key(foreign), b"x" * 80)))
+    line = refused(capsys, "import", "--local-vault", kv_dir, "--name", "foreign", "--byok",
+                   package, "--type", "EC-HSM", "--curve", "P-256")  # fmt: skip
+    assert "not on the target vault" in line
+    assert versions(kv, "foreign") == []
+
+
+def _ec_package(kek: object) -> bytes:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pkcs8 = private.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return byok_file(kek.id, byok_ciphertext(kek_public_key(kek), pkcs8))  # type: ignore[attr-defined]
+
+
+def test_type_mismatch_refused(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, kek_files: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    kek = kv.key_client().get_key("kek")
+    package = tmp_path / "ec.byok"
+    package.write_bytes(_ec_package(kek))
+    for argv in (("--type", "RSA-HSM"), ("--type", "oct-HSM")):
+        line = refused(capsys, "import", "--local-vault", kv_dir, "--name", "mixed", "--byok",
+                       package, *argv)  # fmt: skip
+        assert "is not a" in line
+    assert versions(kv, "mixed") == []
+
+
+def test_existing_name_needs_new_version(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, kek_files: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    kek = kv.key_client().get_key("kek")
+    first, second = tmp_path / "a" / "one.byok", tmp_path / "b" / "two.byok"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_bytes(_ec_package(kek))
+    base = ("import", "--local-vault", kv_dir, "--name", "twice", "--type", "EC-HSM", "--curve",
+            "P-256")  # fmt: skip
+    assert run(capsys, *base, "--byok", first)[0] == 0
+    line = refused(capsys, *base, "--byok", second)
+    assert "already has a key named twice" in line and "--new-version" in line
+    assert len(versions(kv, "twice")) == 1
+    assert run(capsys, *base, "--byok", second, "--new-version")[0] == 0
+    assert len(versions(kv, "twice")) == 2
+
+
+def test_vault_and_local_vault_must_agree(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "kek", "fetch", "--local-vault", kv_dir, "--vault",
+                       "https://contoso.vault.azure.net", "--name", "kek", "--out",
+                       tmp_path / "k.pem")  # fmt: skip
+    assert code == 2 and "is not the local vault" in err

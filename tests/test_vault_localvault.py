@@ -1,0 +1,148 @@
+"""The whole cloud side against the local vault through the real SDK and a real SoftHSM2 token.
+
+KEK create -> fetch -> wrap in the HSM -> import -> public-key comparison and possession proof,
+for every importable key type; AES in the Managed HSM flavour.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from ceremony.byok import ByokPackage
+from ceremony.hsm import HsmSession, open_session
+from ceremony.keyspec import KeySpec
+from ceremony.localvault import LocalVault
+from ceremony.vault import (
+    IMPORT_ID_TAG,
+    Kek,
+    VaultConnection,
+    connect,
+    create_kek,
+    fetch_kek,
+    import_and_prove,
+    load_public_key,
+)
+from tests.fixtures_hsm import HsmToken
+
+_labels = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def kv(local_vault: LocalVault) -> VaultConnection:
+    return connect(local_vault_dir=local_vault.state_dir)
+
+
+@pytest.fixture(scope="module")
+def mhsm(local_managed_hsm: LocalVault) -> VaultConnection:
+    return connect(local_vault_dir=local_managed_hsm.state_dir)
+
+
+@pytest.fixture(scope="module")
+def kv_kek(kv: VaultConnection) -> Kek:
+    return create_kek(kv, "kek-kv", size=2048)
+
+
+@pytest.fixture(scope="module")
+def mhsm_kek(mhsm: VaultConnection) -> Kek:
+    return create_kek(mhsm, "kek-mhsm", size=3072)
+
+
+@pytest.fixture
+def session(hsm_token: HsmToken) -> Iterator[HsmSession]:
+    with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as opened:
+        yield opened
+
+
+def wrap_new_key(session: HsmSession, spec: KeySpec, kek: Kek) -> tuple[str, bytes, str | None]:
+    """Generate a key in the token and wrap it for the KEK: (label, .byok bytes, public PEM)."""
+    label = f"target-{next(_labels)}"
+    generated = session.generate(spec, label)
+    ciphertext = session.wrap_for_byok(label, kek.public_key_pem.encode(), session.self_test())
+    package = ByokPackage(kek.kid, ciphertext, "tests; SoftHSM2")
+    return label, package.to_bytes(), generated.public_key_pem
+
+
+def versions(conn: VaultConnection, name: str) -> list[str]:
+    client = conn.key_client()
+    return [p.version for p in client.list_properties_of_key_versions(name)]
+
+
+def test_kek_fetch_matches_created(kv: VaultConnection, kv_kek: Kek) -> None:
+    fetched = fetch_kek(kv, "kek-kv", expect_fingerprint=kv_kek.fingerprint.hex.upper())
+    assert fetched == kv_kek
+    assert fetch_kek(kv, "kek-kv", version=kv_kek.version) == kv_kek
+    # The fingerprint is SHA-256 of the DER SPKI, computed here without the code under test.
+    public = serialization.load_pem_public_key(kv_kek.public_key_pem.encode())
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert kv_kek.fingerprint.hex == hashlib.sha256(der).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        KeySpec("RSA-HSM", 2048),
+        KeySpec("RSA-HSM", 3072),
+        KeySpec("EC-HSM", curve="P-256"),
+        KeySpec("EC-HSM", curve="P-384"),
+        KeySpec("EC-HSM", curve="P-521"),
+        KeySpec("EC-HSM", curve="P-256K"),
+    ],
+    ids=lambda spec: spec.describe().replace(" ", "-"),
+)
+def test_asymmetric_chain_in_key_vault(
+    kv: VaultConnection, kv_kek: Kek, session: HsmSession, spec: KeySpec
+) -> None:
+    label, byok, public_pem = wrap_new_key(session, spec, kv_kek)
+    assert public_pem is not None
+    hsm_public = load_public_key(public_pem.encode())
+    record = import_and_prove(
+        kv, label, byok, spec.kty, curve=spec.curve, hsm_public=hsm_public,
+        nonce=session.random_bytes(32),
+    )  # fmt: skip
+    data = record.to_dict()
+    assert data["kty"] == spec.kty and data["curve"] == spec.curve
+    assert data["public_key_match"]["equal"] is True
+    assert data["proof"]["verified"] is True
+    assert data["proof"]["method"] == "sign"
+    assert data["recognised_existing_import"] is False
+    assert data["tags"][IMPORT_ID_TAG] == hashlib.sha256(byok).hexdigest()
+    assert data["public_key_pem"] == public_pem
+    assert versions(kv, label) == [data["version"]]
+
+
+@pytest.mark.parametrize("size", [128, 192, 256])
+def test_aes_chain_in_managed_hsm(
+    mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession, size: int
+) -> None:
+    label, byok, public_pem = wrap_new_key(session, KeySpec("oct-HSM", size), mhsm_kek)
+    assert public_pem is None
+    record = import_and_prove(
+        mhsm, label, byok, "oct-HSM", unwrap=functools.partial(session.unwrap_challenge, label)
+    )
+    data = record.to_dict()
+    assert data["kty"] == "oct-HSM" and data["aes_size"] == size
+    assert data["proof"]["algorithm"] == f"A{size}KW"
+    assert data["proof"]["verified"] is True
+    assert data["public_key_pem"] is None
+    assert versions(mhsm, label) == [data["version"]]
+
+
+def test_rerun_recognises_the_import(
+    kv: VaultConnection, kv_kek: Kek, session: HsmSession, tmp_path: Path
+) -> None:
+    label, byok, public_pem = wrap_new_key(session, KeySpec("EC-HSM", curve="P-256"), kv_kek)
+    hsm_public = load_public_key(public_pem.encode())  # type: ignore[union-attr]
+    first = import_and_prove(kv, label, byok, "EC-HSM", curve="P-256", hsm_public=hsm_public)
+    again = import_and_prove(kv, label, byok, "EC-HSM", curve="P-256", hsm_public=hsm_public)
+    assert again.result.recognised and not first.result.recognised
+    assert again.result.key.id == first.result.key.id
+    assert len(versions(kv, label)) == 1
