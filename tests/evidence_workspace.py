@@ -158,8 +158,14 @@ def make_workspace(
         transcript.append("04-upload", "administrator", f"imported {name}", {"kid": imported.kid})
 
     for number, phase in enumerate(("00_preflight", "01_kek", "02_generate")):
-        cell = {"cell_type": "code", "source": "ceremony.step()", "outputs": [{"text": "x" * notebook_bytes}]}
-        _write(root / f"notebooks/{phase}.ipynb", json.dumps({"cells": [cell], "n": number}).encode())
+        cell = {
+            "cell_type": "code",
+            "source": "ceremony.step()",
+            "outputs": [{"text": "x" * notebook_bytes}],
+        }
+        _write(
+            root / f"notebooks/{phase}.ipynb", json.dumps({"cells": [cell], "n": number}).encode()
+        )
     _write(root / ".ipynb_checkpoints/scratch.json", b"{}")
     transcript.append("05-evidence", "administrator", "sealing", None)
     return secrets

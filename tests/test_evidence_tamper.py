@@ -65,7 +65,9 @@ def test_flip_one_byte_in_each_workspace_file(
 
 def test_drop_a_file(sealed_ceremony: SealedCeremony, tmp_path: Path) -> None:
     original = sealed_ceremony.result.archive_path.read_bytes()
-    report = _verify_bytes(tmp_path, rewrite_archive(original, {"keys/app-ec.byok": None}), sealed_ceremony)
+    report = _verify_bytes(
+        tmp_path, rewrite_archive(original, {"keys/app-ec.byok": None}), sealed_ceremony
+    )
     assert _first(report) == ("keys/app-ec.byok", "listed in the statement but missing")
 
 
@@ -134,8 +136,10 @@ def test_signature_from_a_key_not_in_the_plan(
 
 
 def test_replace_a_signer_public_key(sealed_ceremony: SealedCeremony, tmp_path: Path) -> None:
-    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    other = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     original = sealed_ceremony.result.archive_path.read_bytes()
     tampered = rewrite_archive(original, {"evidence/signers/bob.pub.pem": other})
@@ -147,8 +151,10 @@ def test_replace_a_signer_public_key(sealed_ceremony: SealedCeremony, tmp_path: 
 
 
 def test_replace_a_target_public_key(sealed_ceremony: SealedCeremony, tmp_path: Path) -> None:
-    other = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    other = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     original = sealed_ceremony.result.archive_path.read_bytes()
     tampered = rewrite_archive(original, {"keys/app-ec.pub.pem": other})

@@ -1,4 +1,4 @@
-"""`ceremony kek` and `ceremony import` end to end, and every refusal: one line, no trace, no import.
+"""`ceremony kek` and `ceremony import` end to end; every refusal is one line, no trace, no import.
 
 Runs the real CLI in-process against the local vault (real SDK, HTTPS) and a SoftHSM2 token.
 """

@@ -21,7 +21,7 @@ from ceremony.errors import RefusedError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import write_archive
 from ceremony.evidence.facts import read_facts
-from ceremony.evidence.secrets import require_no_secrets, scan_bytes, SecretFinding
+from ceremony.evidence.secrets import require_no_secrets, scan_files
 from ceremony.evidence.statement import (
     Subject,
     build_predicate,
@@ -77,6 +77,11 @@ def build_evidence(
     archive = root / layout.ARCHIVE_NAME
     if archive.exists() or (root / layout.ENVELOPE).exists():
         return _resume(root, archive, people)
+    if (root / layout.EVIDENCE_DIR).exists():
+        raise UsageError(
+            f"{root / layout.EVIDENCE_DIR} exists but holds no sealed evidence.",
+            "Move it away (sealing writes it), then seal again.",
+        )
     people = list(people)
     check_people(people)
     secrets = [*known_secrets, *_environment_pins()]
@@ -114,7 +119,7 @@ def build_evidence(
         layout.ENVELOPE: envelope_bytes(envelope),
         **{layout.signer_key_path(p.file_stem): p.public_key_pem.encode() for p in people},
     }
-    require_no_secrets(_scan(outputs, secrets))
+    require_no_secrets(scan_files(outputs, secrets))
     _write_evidence_dir(
         root, {**outputs, **{n: files[n] for n in layout.SUBJECT_OUTPUTS if n in files}}
     )
@@ -174,17 +179,8 @@ def _read_subjects(root: Path, secrets: list[bytes | str]) -> dict[str, bytes]:
         for name in layout.workspace_files(root)
         if layout.is_subject(name) and not name.startswith(f"{layout.EVIDENCE_DIR}/")
     }
-    require_no_secrets(_scan(files, secrets))
+    require_no_secrets(scan_files(files, secrets))
     return files
-
-
-def _scan(files: Mapping[str, bytes], secrets: list[bytes | str]) -> list[SecretFinding]:
-    findings = []
-    for name, data in sorted(files.items()):
-        reason = scan_bytes(data, secrets)
-        if reason:
-            findings.append(SecretFinding(name, reason))
-    return findings
 
 
 def _signing_people(people: list[Person], signers: list[Signer]) -> list[Person]:

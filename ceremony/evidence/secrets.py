@@ -12,7 +12,7 @@ import binascii
 import json
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,19 @@ def scan_tree(root: Path, known_secrets: Iterable[bytes | str] = ()) -> list[Sec
     for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
         name = path.relative_to(root).as_posix()
         reason = _scan_named(name, path.read_bytes(), secrets)
+        if reason:
+            findings.append(SecretFinding(name, reason))
+    return findings
+
+
+def scan_files(
+    files: Mapping[str, bytes], known_secrets: Iterable[bytes | str] = ()
+) -> list[SecretFinding]:
+    """Every file of a name -> content mapping that holds a secret."""
+    secrets = list(known_secrets)
+    findings = []
+    for name, data in sorted(files.items()):
+        reason = _scan_named(name, data, secrets)
         if reason:
             findings.append(SecretFinding(name, reason))
     return findings
