@@ -100,6 +100,9 @@ class Checkpoint:
     def __str__(self) -> str:
         return self.render_text(qr=False)
 
+    def __repr__(self) -> str:
+        return f"<Checkpoint after phase {self.title}: {len(self.items)} item(s), head {self.head}>"
+
 
 @dataclass(frozen=True)
 class Confirmation:

@@ -14,6 +14,8 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
+PIN_PREFIX = "CEREMONY_PIN"
+
 
 class IpcKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel listens on ipc:// sockets in a private directory."""
@@ -34,7 +36,9 @@ class IpcKernelManager(AsyncKernelManager):
         return os.path.join(self._socket_dir, "k")
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-        env = dict(kw.pop("env", None) or os.environ)
+        # PINs reach the kernel only when handed over explicitly, never by inheritance.
+        inherited = kw.pop("env", None) or os.environ
+        env = {k: v for k, v in inherited.items() if not k.startswith(PIN_PREFIX)}
         env.update(self.extra_env)
         return await super()._async_pre_start_kernel(env=env, **kw)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import Phase
 from ceremony.workspace import Workspace
@@ -138,26 +139,12 @@ def _tamper(ws: Workspace, name: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def rehearse(
-    out: str | Path, drill: str | None = None, *, stream: TextIO = sys.stdout
-) -> RehearsalResult:
-    """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must."""
-    from ceremony.evidence import verify_path
-    from ceremony.localvault import LocalVault
-    from ceremony.runner import Runner, RunOptions
+def _provision(root: Path, chosen: Drill | None, say: Callable[[str], None]) -> tuple[dict, list]:
+    """Throwaway tokens: one for the keys, one signing token per person. Returns the kernels'
+    environment (PINs included, for the drill's absent signer left out) and the people."""
     from ceremony.signers import create_token_signing_key
     from ceremony.softhsm import SoftHsm
-    from ceremony.vault import connect, create_kek
 
-    chosen = DRILLS.get(drill) if drill else None
-    if drill and chosen is None:
-        raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
-    root = _prepare_out(Path(out))
-
-    def say(text: str) -> None:
-        print(text, file=stream, flush=True)
-
-    say(f"Rehearsal in {root}" + (f" — drill {chosen.name}" if chosen else ""))
     softhsm = SoftHsm(root / "softhsm")
     softhsm.activate()
     env = {**softhsm.environ(), "CEREMONY_PIN": _pin("CEREMONY_PIN")}
@@ -169,78 +156,129 @@ def rehearse(
         softhsm.create_token(name, pin)
         reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
         (root / "people" / f"{name}.pub.pem").write_text(public_pem)
-        people.append(
-            {
-                "name": name,
-                "role": role,
-                "public_key": f"people/{name}.pub.pem",
-                "signer": reference,
-            }
-        )
+        person = {"name": name, "role": role, "public_key": f"people/{name}.pub.pem"}
+        people.append({**person, "signer": reference})
         if not (chosen and chosen.absent_signer == name):
             env[person_variable(name)] = pin
     names = ", ".join(n for n, _ in PEOPLE)
     say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
+    return env, people
 
-    with LocalVault(
-        root / "vault", managed_hsm=True, faults=chosen.vault_faults if chosen else ()
-    ) as vault:
-        kek = create_kek(connect(local_vault_dir=root / "vault"), KEK_NAME)
-        say(f"Local Managed HSM at {vault.url}; KEK {kek.kid}")
-        fingerprint = kek.fingerprint.hex
-        if chosen and chosen.wrong_fingerprint:
-            fingerprint = secrets.token_hex(32)
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        plan_text = render_plan(
-            {
-                "ceremony_id": f"rehearsal-{stamp}",
-                "vault_url": vault.url,
-                "vault_state": "vault",
-                "kek_name": KEK_NAME,
-                "kek_fingerprint": fingerprint,
-                "hsm_module": softhsm.module_path,
-                "hsm_token": HSM_TOKEN,
-                "people": people,
-            }
+
+def _resumed_environment(root: Path) -> dict[str, str]:
+    """A resumed rehearsal needs the PINs of the first run, which only the environment can hold."""
+    from ceremony.softhsm import SoftHsm
+
+    if not (root / "plan.toml").exists():
+        raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
+    variables = ["CEREMONY_PIN", *(person_variable(n) for n, _ in PEOPLE)]
+    missing = [v for v in variables if not os.environ.get(v)]
+    if missing:
+        raise UsageError(
+            f"Cannot resume: {', '.join(missing)} not set, and random PINs are never stored.",
+            "Resume only rehearsals started with CEREMONY_PIN and CEREMONY_PIN_<NAME> set.",
         )
-        (root / "plan.toml").write_text(plan_text)
-        after_phase = _drill_hook(chosen)
+    softhsm = SoftHsm(root / "softhsm")
+    softhsm.activate()
+    return {**softhsm.environ(), **{v: os.environ[v] for v in variables}}
+
+
+def rehearse(
+    out: str | Path,
+    drill: str | None = None,
+    *,
+    resume: bool = False,
+    stream: TextIO = sys.stdout,
+) -> RehearsalResult:
+    """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must.
+
+    `resume` continues a rehearsal that was interrupted (its PINs must be in the environment)."""
+    from ceremony.localvault import LocalVault
+    from ceremony.runner import Runner, RunOptions
+
+    chosen = DRILLS.get(drill) if drill else None
+    if drill and chosen is None:
+        raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
+    root = Path(out).resolve() if resume else _prepare_out(Path(out))
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    say(f"Rehearsal in {root}" + (f" — drill {chosen.name}" if chosen else ""))
+    if resume:
+        env, people = _resumed_environment(root), None
+    else:
+        env, people = _provision(root, chosen, say)
+    faults = chosen.vault_faults if chosen else ()
+    with LocalVault(root / "vault", managed_hsm=True, faults=faults) as vault:
+        if people is not None:
+            _write_plan(root, vault.url, people, chosen, say)
         options = RunOptions(
             rehearsal=True,
             auto_confirm=True,
             kernel_env=env,
-            prompt_pins=False,
-            after_phase=after_phase,
+            collect_pins=False,
+            after_phase=_drill_hook(chosen),
         )
         runner = Runner(root / "plan.toml", root / "workspace", options, out=stream)
+        say(f"NOTE: {REHEARSAL_NOTE}")
         try:
             runner.run()
         except CeremonyError as exc:
             if chosen is None:
                 raise
-            return _drill_stopped(chosen, exc, say)
+            _drill_stopped(chosen, exc, say)
     if chosen is not None:
         raise RefusedError(
             f"Drill {chosen.name}: the ceremony did not stop, although it should have at phase "
             f"{chosen.stops_at}.",
             "This is a defect in the ceremony's checks; report it with the workspace.",
         )
-    archive = runner.ws.path("archive.tar")
+    return _verify(root, runner.ws, say)
+
+
+def _write_plan(
+    root: Path, url: str, people: list, chosen: Drill | None, say: Callable[[str], None]
+) -> None:
+    """A KEK in the local vault, and the sample plan that names it (and the people)."""
+    from ceremony.softhsm import find_module
+    from ceremony.vault import connect, create_kek
+
+    kek = create_kek(connect(local_vault_dir=root / "vault"), KEK_NAME)
+    say(f"Local Managed HSM at {url}; KEK {kek.kid}")
+    fingerprint = kek.fingerprint.hex
+    if chosen and chosen.wrong_fingerprint:
+        fingerprint = secrets.token_hex(32)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    values = {
+        "ceremony_id": f"rehearsal-{stamp}",
+        "vault_url": url,
+        "vault_state": "vault",
+        "kek_name": KEK_NAME,
+        "kek_fingerprint": fingerprint,
+        "hsm_module": find_module(),
+        "hsm_token": HSM_TOKEN,
+        "people": people,
+    }
+    (root / "plan.toml").write_text(render_plan(values))
+
+
+def _verify(root: Path, ws: Workspace, say: Callable[[str], None]) -> RehearsalResult:
+    """`ceremony verify` on the archive, as an auditor would run it."""
+    from ceremony.evidence import verify_path
+
+    archive = ws.path("archive.tar")
     report = verify_path(archive)
-    say(report.render() if hasattr(report, "render") else str(report))
+    say(report.table())
     result = RehearsalResult(
-        root,
-        runner.ws.root,
-        archive,
-        runner.ws.path("evidence", "report.html"),
-        bool(report.verified),
+        root, ws.root, archive, ws.path("evidence", "report.html"), bool(report.verified)
     )
     if not result.verified:
         raise RefusedError(
             f"The rehearsal archive {archive} did not verify: {report.first_failure}.",
             "Keep the directory and report it.",
         )
-    say(f"\nRehearsal complete. Evidence archive: {result.archive}\nReport: {result.report}")
+    say(f"\nRehearsal complete and verified.\nEvidence archive: {archive}\nReport: {result.report}")
     return result
 
 
@@ -263,8 +301,9 @@ def _drill_stopped(chosen: Drill, exc: CeremonyError, say: Callable[[str], None]
             f"{chosen.stops_at} where it should have: {exc}",
             "This is a defect in the ceremony's checks; report it with the workspace.",
         ) from None
-    say(f"\nThe ceremony stopped at phase {stopped}, as this drill intends.")
+    say(f"\nThe ceremony stopped at phase {stopped}, as this drill intends:\n  {exc}")
+    say(f"\nWhat the drill teaches: {chosen.lesson}\n")
     raise RefusedError(
-        f"Drill {chosen.name}: stopped at phase {stopped} as it should: {exc}",
-        f"What the drill teaches: {chosen.lesson}",
+        f"Drill {chosen.name}: the ceremony stopped at phase {stopped}, as it must.",
+        "Nothing is wrong with the workbook: a drill always ends with the ceremony refusing.",
     ) from None

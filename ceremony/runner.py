@@ -57,7 +57,8 @@ class RunOptions:
     qr: bool = True
     notebooks: Path = NOTEBOOKS
     kernel_env: dict[str, str] = field(default_factory=dict, repr=False)
-    prompt_pins: bool = True
+    # False: kernel_env holds every PIN the kernels get (no environment, no prompts).
+    collect_pins: bool = True
     ask: Callable[[str], str] = input
     after_phase: Callable[[Phase, Workspace], None] | None = None
 
@@ -195,7 +196,9 @@ class Runner:
         if note:
             self.say(f"NOTE: {note}")
             self._record(phase, NOTE, {"air_gap": note})
-        env = {**self._pins(phase), **self.options.kernel_env}
+        env = {**self.options.kernel_env}
+        if self.options.collect_pins:
+            env.update(self._pins(phase))
         staging = self.ws.path(STAGING_DIR)
         staging.mkdir(exist_ok=True, mode=0o700)
         output = staging / phase.notebook
@@ -241,7 +244,9 @@ class Runner:
         return target
 
     def _pins(self, phase: Phase) -> dict[str, str]:
-        """PINs the phase needs that the environment does not hold: asked with a hidden prompt."""
+        """PINs the phase needs: from this process's environment, else asked with a hidden prompt.
+
+        Only these reach the kernel: it never inherits CEREMONY_PIN* variables by itself."""
         wanted: list[tuple[str, str, bool]] = []
         if phase.number in HSM_PHASES and Path(self.plan.hsm.module).exists():
             wanted.append(
@@ -256,9 +261,12 @@ class Runner:
                     wanted.append((person.pin_variable, prompt, False))
         pins: dict[str, str] = {}
         for variable, prompt, required in wanted:
-            if os.environ.get(variable) or self.options.kernel_env.get(variable):
+            if self.options.kernel_env.get(variable):
                 continue
-            if not (self.options.prompt_pins and sys.stdin.isatty()):
+            if os.environ.get(variable):
+                pins[variable] = os.environ[variable]
+                continue
+            if not sys.stdin.isatty():
                 if required:
                     raise UsageError(
                         f"Phase {phase.number} needs {variable}, and there is no terminal to ask.",

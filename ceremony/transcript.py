@@ -1,7 +1,7 @@
 """transcript: the append-only, hash-chained log of every ceremony step (JSON lines).
 
-The file is the whole state, so the chain continues on whichever machine the workspace is carried to.
-Never records a PIN, password or private key: the API takes none, and data that looks secret is refused.
+The file is the whole state, so the chain continues on whichever machine the workspace reaches.
+Never records a PIN, password or private key: the API takes none; secret-looking data is refused.
 """
 
 from __future__ import annotations
@@ -58,20 +58,19 @@ class Event:
 
 
 class Transcript:
-    """A transcript file. Appending verifies the chain first, so a damaged log is never extended."""
+    """A transcript file. Appending checks the whole chain first: a bad log is never extended."""
 
     def __init__(self, path: Path | str, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = Path(path)
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._known: tuple[int, str, int] | None = None  # (file size, head, last seq)
 
     def append(self, phase: str, actor: str, action: str, data: Any = None) -> Event:
         """Record one step. `data` must be JSON and public; large data is kept as its digest."""
         for name, value in (("phase", phase), ("actor", actor), ("action", action)):
             if not isinstance(value, str) or not value.strip():
                 raise UsageError(f"Transcript {name} must be a non-empty string.", "")
-        self._refuse_secret(data)
         payload = canonical_json(data)
+        self._refuse_secret(data)
         head, seq = self._tail()
         event = Event(
             seq=seq + 1,
@@ -92,9 +91,7 @@ class Transcript:
             os.fsync(fd)
         finally:
             os.close(fd)
-        line_hash = sha256_hex(line)
-        self._known = (self.path.stat().st_size, line_hash, event.seq)
-        return Event(**{**event.__dict__, "line_sha256": line_hash})
+        return Event(**{**event.__dict__, "line_sha256": sha256_hex(line)})
 
     def head(self) -> str:
         """SHA-256 hex of the last line: the value witnesses read aloud after each phase."""
@@ -121,13 +118,9 @@ class Transcript:
         return head
 
     def _tail(self) -> tuple[str, int]:
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if self._known and self._known[0] == size:
-            return self._known[1], self._known[2]
+        """Head and last sequence number, from a full check: the file may have travelled."""
         events = self.events()
-        head, seq = (events[-1].line_sha256, events[-1].seq) if events else (GENESIS, 0)
-        self._known = (size, head, seq)
-        return head, seq
+        return (events[-1].line_sha256, events[-1].seq) if events else (GENESIS, 0)
 
     @staticmethod
     def _refuse_secret(data: Any) -> None:
@@ -148,18 +141,30 @@ def read_events(content: bytes, name: str = "transcript.jsonl") -> list[Event]:
     if content and not content.endswith(b"\n"):
         last = content.count(b"\n") + 1
         raise VerificationError(
-            f"{name} line {last}: the line is incomplete (the file was truncated or cut mid-write).",
+            f"{name} line {last}: the line is incomplete (truncated or cut mid-write).",
             "Restore the transcript from the copy carried with the workspace.",
         )
-    for number, line in enumerate(content.split(b"\n")[:-1], start=1):
+    lines = content.split(b"\n")[:-1]
+    for number, line in enumerate(lines, start=1):
         event = _parse_line(line, number, name)
         if event.seq != number:
             _bad(name, number, f"its sequence number is {event.seq}, not {number} (lines moved)")
         if event.prev != prev:
+            # A line rewritten in another JSON layout breaks the next link: name the line itself.
+            if number > 1:
+                _require_canonical(lines[number - 2], number - 1, name)
             _bad(name, number, "it does not link to the line before it (edited, moved or removed)")
         prev = event.line_sha256
         events.append(event)
+    if lines:
+        # Every other line is pinned by the link after it; the last one by the recorded head.
+        _require_canonical(lines[-1], len(lines), name)
     return events
+
+
+def _require_canonical(line: bytes, number: int, name: str) -> None:
+    if canonical_json(json.loads(line)) != line:
+        _bad(name, number, "it is not in canonical form (it was edited)")
 
 
 def _parse_line(line: bytes, number: int, name: str) -> Event:
@@ -169,8 +174,6 @@ def _parse_line(line: bytes, number: int, name: str) -> Event:
         _bad(name, number, "it is not JSON")
     if not isinstance(record, dict) or not _FIELDS <= set(record) <= _FIELDS | {"data"}:
         _bad(name, number, "its fields are not those of a transcript event")
-    if canonical_json(record) != line:
-        _bad(name, number, "it is not in canonical form (it was edited)")
     if "data" in record and sha256_hex(canonical_json(record["data"])) != record["data_sha256"]:
         _bad(name, number, "its data does not match its data_sha256 (edited)")
     return Event(**record, line_sha256=sha256_hex(line))

@@ -174,8 +174,8 @@ def make_workspace(
 def _public_jwk(public, curve: str | None) -> dict:
     if curve is None:
         numbers = public.public_numbers()
-        return {"kty": "RSA-HSM", "n": b64url(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                "e": b64url(numbers.e.to_bytes(3, "big"))}  # fmt: skip
+        modulus = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        return {"kty": "RSA-HSM", "n": b64url(modulus), "e": b64url(numbers.e.to_bytes(3, "big"))}
     numbers = public.public_numbers()
     size = (public.curve.key_size + 7) // 8
     return {"kty": "EC-HSM", "crv": curve, "x": b64url(numbers.x.to_bytes(size, "big")),
@@ -208,7 +208,7 @@ def _proof(private, curve: str | None) -> dict:
 
 
 def make_people(directory: Path) -> tuple[list[Person], Quorum]:
-    """Two custodians, a witness, an administrator with file keys, and an auditor who does not sign."""
+    """Two custodians, a witness and an administrator with key files; an auditor who signs not."""
     directory.mkdir(parents=True, exist_ok=True)
     people = []
     for name, role in (("Alice", "custodian"), ("Bob", "custodian"), ("Wendy", "witness"),

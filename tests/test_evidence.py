@@ -1,4 +1,4 @@
-"""Sealing and verifying evidence: archive shape, DSSE with securesystemslib alone, refusals, CLI."""
+"""Sealing and verifying evidence: archive shape, DSSE via securesystemslib alone, refusals, CLI."""
 
 from __future__ import annotations
 
@@ -204,7 +204,7 @@ def test_damaged_record_refuses(workspace_template, tmp_path) -> None:
     record = json.loads((root / "kek.json").read_text())
     record["surprise"] = 1
     (root / "kek.json").write_text(json.dumps(record))
-    with pytest.raises(RefusedError, match="kek.json has unknown field"):
+    with pytest.raises(RefusedError, match=r"kek\.json has unknown field"):
         build_evidence(root, workspace_template[2], workspace_template[3])
 
 

@@ -5,6 +5,7 @@ Results are checked against the key's public half with pyca/cryptography, not wi
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 
@@ -119,6 +120,12 @@ def test_update_properties(local_vault, kv) -> None:
     assert status_of(lambda: crypto.sign(SignatureAlgorithm.es256, digest)) == (403, "Forbidden")
     kv.update_key_properties("updatable", key_operations=["sign", "verify"])
     assert crypto.sign(SignatureAlgorithm.es256, digest).signature
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    kv.update_key_properties("updatable", expires_on=past)
+    assert status_of(lambda: crypto.sign(SignatureAlgorithm.es256, digest)) == (403, "Forbidden")
+    future = past + datetime.timedelta(days=1)
+    kv.update_key_properties("updatable", expires_on=future, not_before=future)
+    assert status_of(lambda: crypto.sign(SignatureAlgorithm.es256, digest)) == (403, "Forbidden")
 
 
 def test_soft_delete_recover_and_purge(kv) -> None:

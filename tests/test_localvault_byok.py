@@ -281,7 +281,9 @@ def test_trailing_data_after_pkcs8_is_refused(kv, kv_kek, trailer) -> None:
 
 
 def test_malformed_packages_are_refused(kv, kv_kek) -> None:
-    for byok in (b"not json", b"[]", b'{"header": {}}', package(kv_kek, b"\x30\x03\x02\x01\x00")):
+    payloads = (b"\x30\x03\x02\x01\x00", b"\x30\x84\x00\x00\x00\x02\x02\x01")
+    packages = [package(kv_kek, p) for p in payloads]
+    for byok in (b"not json", b"[]", b'{"header": {}}', *packages):
         refused(lambda byok=byok: do_import(kv, "r-shape", "EC-HSM", byok, crv="P-256"))
     assert_absent(kv, "r-shape")
 

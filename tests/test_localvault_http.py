@@ -1,4 +1,4 @@
-"""Raw HTTPS requests the Azure SDK would never send: bad input gets Azure's error shape, never a 500.
+"""Raw HTTPS requests the Azure SDK never sends: bad input gets Azure's error shape, never a 500.
 
 Also the server-side paths the SDK short-circuits locally (verify, AES key wrap).
 """
@@ -113,6 +113,7 @@ def test_malformed_create_bodies_are_refused_and_change_nothing(http, body) -> N
         {"key": {"kty": "EC", "crv": "P-256", "d": "AA", "x": 1}},
         {"key": {"kty": "RSA", "n": "AQAB"}},
         {"key": {"kty": "dsa"}},
+        {"key": {"kty": "oct", "k": b64(b"ten bytes!")}},
         {},
     ],
 )
@@ -201,6 +202,8 @@ def test_server_side_aes_key_wrap(local_managed_hsm) -> None:
         assert_error(
             http.post(f"/keys/{kid}/wrapkey", params=API, json=wrong_size), 400, "BadParameter"
         )
+        odd = {"key": {"kty": "oct-HSM", "k": b64(b"ten bytes!")}}
+        assert_error(http.put("/keys/odd", params=API, json=odd), 400, "BadParameter")
         tampered = {"alg": "A192KW", "value": b64(b"\0" * 40)}
         assert_error(
             http.post(f"/keys/{kid}/unwrapkey", params=API, json=tampered), 400, "BadParameter"

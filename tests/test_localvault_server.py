@@ -219,7 +219,7 @@ def test_cli_serves_until_sigterm_and_prints_the_url_first(tmp_path) -> None:
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
-    assert "fault create:503" in stderr
+    assert "fault create:503:1: refusing" in stderr
     assert not (state / "url").exists()
 
 
@@ -235,3 +235,15 @@ def test_cli_refuses_a_bad_fault_spec_without_a_traceback(tmp_path) -> None:
     assert result.stderr.startswith("ceremony: error: Fault kind")
     assert result.stdout == ""
     assert not os.listdir(tmp_path)
+
+
+def test_cli_info_on_a_directory_without_a_vault(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ceremony", "localvault", "info", "--state", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "holds no local vault" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ Runs the real CLI in-process against the local vault (real SDK, HTTPS) and a Sof
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony.cli import main
+from ceremony.evidence.records import ImportRecord, KekRecord
 from ceremony.fingerprint import Fingerprint
 from ceremony.localvault import LocalVault
 from ceremony.vault import VaultConnection, connect
@@ -39,6 +41,10 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("ceremony: error: ")
     return lines[0]
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def versions(conn: VaultConnection, name: str) -> list[str]:
@@ -69,8 +75,8 @@ def kek_files(kv_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("kek")
     assert main(["kek", "create", "--local-vault", str(kv_dir), "--name", "kek", "--size", "2048",
                  "--out", str(folder / "created.pem")]) == 0  # fmt: skip
-    created = json.loads((folder / "created.json").read_text())
-    expected = created["fingerprint"]["sha256"].upper()
+    created = KekRecord.from_json((folder / "created.json").read_bytes())
+    expected = created.public_key_sha256.upper()
     assert main(["kek", "fetch", "--local-vault", str(kv_dir), "--name", "kek", "--out",
                  str(folder / "kek.pem"), "--expect-fingerprint", expected]) == 0  # fmt: skip
     return folder / "kek.pem"
@@ -96,15 +102,19 @@ def pin(hsm_token: HsmToken, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_kek_fetch_prints_and_writes_pem_and_json(
     capsys: pytest.CaptureFixture[str], kv_dir: Path, kek_files: Path, tmp_path: Path
 ) -> None:
-    record = json.loads(kek_files.with_suffix(".json").read_text())
+    record = KekRecord.from_json(kek_files.with_suffix(".json").read_bytes())
+    version = record.kid.rsplit("/", 1)[1]
     code, out, _ = run(capsys, "kek", "fetch", "--local-vault", kv_dir, "--name", "kek",
-                       "--version", record["version"], "--out", tmp_path / "again.pem")  # fmt: skip
+                       "--version", version, "--out", tmp_path / "again.pem")  # fmt: skip
     assert code == 0
-    assert record["kid"] in out and Fingerprint.parse(record["fingerprint"]["sha256"]).short in out
-    assert record["fingerprint"]["words"] in out
+    fingerprint = Fingerprint.parse(record.public_key_sha256)
+    assert record.kid in out and fingerprint.short in out and fingerprint.words in out
     assert "▀" in out or "█" in out  # the QR code
     assert (tmp_path / "again.pem").read_bytes() == kek_files.read_bytes()
-    assert record["key_ops"] == ["import"] and record["kty"] == "RSA-HSM"
+    assert record.key_ops == ["import"] and record.kty == "RSA-HSM" and record.source == "vault"
+    assert record.out_of_band_sha256 == record.public_key_sha256  # confirmed at kek_files
+    again = KekRecord.from_json((tmp_path / "again.json").read_bytes())
+    assert again.out_of_band_sha256 is None
 
 
 @pytest.mark.parametrize(
@@ -130,14 +140,15 @@ def test_import_chain_from_the_command_line(
                          byok.with_suffix(".pub.pem"))  # fmt: skip
     assert code == 0, err
     assert "Possession:   proven" in out
-    record = json.loads((tmp_path / f"{name}.import.json").read_text())
-    assert record["proof"]["verified"] and record["public_key_match"]["equal"]
-    assert versions(kv, name) == [record["version"]]
+    record = ImportRecord.from_json((tmp_path / f"{name}.import.json").read_bytes())
+    assert record.proof["method"] == "sign" and record.byok_sha256 == sha256_file(byok)
+    assert record.public_key_jwk is not None
+    assert versions(kv, name) == [record.attributes["version"]]
     # The same command again finds the import instead of repeating it, but keeps the record.
     again = refused(capsys, "import", "--local-vault", kv_dir, "--name", name, "--byok", byok,
                     "--type", kind[1], *flags)  # fmt: skip
     assert "already exists" in again
-    assert versions(kv, name) == [record["version"]]
+    assert versions(kv, name) == [record.attributes["version"]]
 
 
 def test_aes_import_proven_through_the_hsm(
@@ -157,8 +168,10 @@ def test_aes_import_proven_through_the_hsm(
                          "aes")  # fmt: skip
     assert code == 0, err
     assert "proven (wrap A256KW)" in out
-    record = json.loads((tmp_path / "aes.import.json").read_text())
-    assert record["proof"]["verified"] and record["aes_size"] == 256
+    record = ImportRecord.from_json((tmp_path / "aes.import.json").read_bytes())
+    assert record.proof["method"] == "wrap" and record.proof["algorithm"] == "A256KW"
+    assert record.proof["challenge_sha256"] == record.proof["unwrapped_sha256"]
+    assert record.public_key_jwk is None
 
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -317,3 +330,47 @@ def test_vault_and_local_vault_must_agree(
                        "https://contoso.vault.azure.net", "--name", "kek", "--out",
                        tmp_path / "k.pem")  # fmt: skip
     assert code == 2 and "is not the local vault" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--tag", "novalue"), "is not KEY=VALUE"),
+        (("--expires", "tomorrow"), "not an ISO-8601 time"),
+        (("--not-before", "2027-01-01T00:00:00"), "no time zone"),
+        (("--exportable",), "needs a release policy"),
+        (("--hsm-module", "/x.so"), "go together"),
+        (("--tag", "ceremony-import-id=1"), "set by the ceremony"),
+    ],
+)
+def test_bad_import_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+    kv_dir: Path,
+    kv: VaultConnection,
+    kek_files: Path,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+    message: str,
+) -> None:
+    package = tmp_path / "p.byok"
+    package.write_bytes(_ec_package(kv.key_client().get_key("kek")))
+    code, _, err = run(capsys, "import", "--local-vault", kv_dir, "--name", "opts", "--byok",
+                       package, "--type", "EC-HSM", "--curve", "P-256", *extra)  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert versions(kv, "opts") == []
+
+
+def test_import_without_hsm_key_says_not_proven(
+    capsys: pytest.CaptureFixture[str],
+    kv_dir: Path,
+    kv: VaultConnection,
+    kek_files: Path,
+    tmp_path: Path,
+) -> None:
+    package = tmp_path / "p.byok"
+    package.write_bytes(_ec_package(kv.key_client().get_key("kek")))
+    code, out, _ = run(capsys, "import", "--local-vault", kv_dir, "--name", "unproven", "--byok",
+                       package, "--type", "EC-HSM", "--curve", "P-256", "--disabled")  # fmt: skip
+    assert code == 0 and "NOT proven: the key was imported disabled" in out
+    record = ImportRecord.from_json((tmp_path / "unproven.import.json").read_bytes())
+    assert record.proof["method"] == "none" and record.attributes["enabled"] is False

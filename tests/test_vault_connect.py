@@ -153,3 +153,18 @@ def test_connect_to_azure_uses_default_credential() -> None:
     assert conn.flavour == "managed-hsm"
     assert type(conn.credential).__name__ == "DefaultAzureCredential"
     assert not conn.local
+
+
+def test_vault_errors_are_one_capped_line() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from ceremony.errors import VaultError
+    from ceremony.vault.connect import vault_errors
+
+    with pytest.raises(VaultError) as caught, vault_errors("fetch the KEK", "https://v"):
+        raise ClientAuthenticationError(message="DefaultAzureCredential failed:\n" + "x " * 500)
+    text = str(caught.value)
+    assert "\n" not in text and len(text) < 600
+    assert text.startswith(
+        "Could not fetch the KEK: the vault at https://v refused the credentials"
+    )

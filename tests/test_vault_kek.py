@@ -12,6 +12,7 @@ from azure.keyvault.keys import KeyVaultKey
 from azure.keyvault.keys._generated.models import KeyAttributes
 
 from ceremony.errors import RefusedError, UsageError
+from ceremony.evidence.records import KekRecord
 from ceremony.fingerprint import Fingerprint
 from ceremony.vault.kek import check_fingerprint, check_kek, kek_from_key, write_kek
 
@@ -76,14 +77,13 @@ def test_pem_and_fingerprint_equal_openssl(openssl_rsa: tuple[bytes, bytes]) -> 
 def test_write_kek_writes_pem_and_json_and_never_overwrites(
     openssl_rsa: tuple[bytes, bytes], tmp_path: Path
 ) -> None:
-    pem, _ = openssl_rsa
+    pem, der = openssl_rsa
     kek = kek_from_key(make_key(pem), VAULT)
-    write_kek(kek, tmp_path / "kek.pem")
+    write_kek(kek, tmp_path / "kek.pem", out_of_band_sha256=kek.fingerprint.hex)
     assert (tmp_path / "kek.pem").read_bytes() == pem
-    assert (
-        '"kid": "https://contoso.vault.azure.net/keys/kek/0123456789abcdef"'
-        in (tmp_path / "kek.json").read_text()
-    )
+    record = KekRecord.from_json((tmp_path / "kek.json").read_bytes())
+    assert record.kid == f"{VAULT}/keys/kek/0123456789abcdef"
+    assert record.public_key_sha256 == hashlib.sha256(der).hexdigest() == record.out_of_band_sha256
     with pytest.raises(RefusedError, match="already exists"):
         write_kek(kek, tmp_path / "kek.pem")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kek.json", "kek.pem"]

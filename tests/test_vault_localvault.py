@@ -9,25 +9,32 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ceremony.byok import ByokPackage
+from ceremony.errors import RefusedError, VerificationError
 from ceremony.hsm import HsmSession, open_session
 from ceremony.keyspec import KeySpec
 from ceremony.localvault import LocalVault
 from ceremony.vault import (
     IMPORT_ID_TAG,
+    ImportOptions,
     Kek,
     VaultConnection,
+    compare_public_keys,
     connect,
     create_kek,
     fetch_kek,
     import_and_prove,
     load_public_key,
+    prove_asymmetric,
+    prove_symmetric,
 )
 from tests.fixtures_hsm import HsmToken
 
@@ -146,3 +153,89 @@ def test_rerun_recognises_the_import(
     assert again.result.recognised and not first.result.recognised
     assert again.result.key.id == first.result.key.id
     assert len(versions(kv, label)) == 1
+
+
+def test_options_reach_the_vault(mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession) -> None:
+    label, byok, public_pem = wrap_new_key(session, KeySpec("RSA-HSM", 2048), mhsm_kek)
+    policy = json.dumps(
+        {
+            "version": "1.0.0",
+            "anyOf": [
+                {"authority": "https://attest.example", "allOf": [{"claim": "x", "equals": "y"}]}
+            ],
+        }
+    ).encode()
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    options = ImportOptions(
+        key_ops=("encrypt", "decrypt"),
+        expires_on=expires,
+        exportable=True,
+        release_policy=policy,
+        tags={"owner": "payments"},
+    )
+    outcome = import_and_prove(
+        mhsm, label, byok, "RSA-HSM", options=options,
+        hsm_public=load_public_key(public_pem.encode()),  # type: ignore[union-attr]
+    )  # fmt: skip
+    props = outcome.result.key.properties
+    assert props.exportable and props.expires_on == expires
+    assert props.tags["owner"] == "payments" and IMPORT_ID_TAG in props.tags
+    assert sorted(outcome.result.key.key_operations) == ["decrypt", "encrypt"]
+    assert outcome.proof is not None and outcome.proof.method == "decrypt"
+    assert outcome.proof.verified
+    assert outcome.to_evidence().proof["method"] == "decrypt"
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (ImportOptions(enabled=False), "imported disabled"),
+        (ImportOptions(key_ops=("verify",)), "allow none of sign"),
+    ],
+)
+def test_no_proof_when_the_key_cannot_take_part(
+    kv: VaultConnection, kv_kek: Kek, session: HsmSession, options: ImportOptions, reason: str
+) -> None:
+    label, byok, public_pem = wrap_new_key(session, KeySpec("EC-HSM", curve="P-256"), kv_kek)
+    hsm_public = load_public_key(public_pem.encode())  # type: ignore[union-attr]
+    outcome = import_and_prove(
+        kv, label, byok, "EC-HSM", curve="P-256", options=options, hsm_public=hsm_public
+    )
+    assert outcome.proof is None and reason in (outcome.no_proof_reason or "")
+    assert outcome.public_key_match is not None and outcome.public_key_match.equal
+    evidence = outcome.to_evidence()
+    assert evidence.proof["method"] == "none" and reason in evidence.proof["reason"]
+
+
+def test_proof_fails_for_a_different_key(
+    kv: VaultConnection, kv_kek: Kek, session: HsmSession
+) -> None:
+    """The checks can fail: another key's public half neither matches nor verifies."""
+    spec = KeySpec("EC-HSM", curve="P-256")
+    label, byok, _ = wrap_new_key(session, spec, kv_kek)
+    _, _, other_pem = wrap_new_key(session, spec, kv_kek)
+    other = load_public_key(other_pem.encode())  # type: ignore[union-attr]
+    outcome = import_and_prove(kv, label, byok, "EC-HSM", curve="P-256")
+    with pytest.raises(VerificationError, match="differs from the HSM's public key"):
+        compare_public_keys(outcome.result.key, other)
+    with pytest.raises(VerificationError, match="possession proof"):
+        prove_asymmetric(kv, outcome.result.key, other)
+
+
+def test_aes_proof_fails_when_the_hsm_unwraps_something_else(
+    mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession
+) -> None:
+    label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
+    outcome = import_and_prove(mhsm, label, byok, "oct-HSM")
+    assert outcome.proof is None and outcome.no_proof_reason == "the HSM unwrap was not available"
+    with pytest.raises(VerificationError, match="possession proof"):
+        prove_symmetric(mhsm, outcome.result.key, 128, lambda wrapped: bytes(32))
+
+
+def test_expired_kek_refused(kv: VaultConnection) -> None:
+    kv.key_client().create_rsa_key(
+        "kek-old", size=2048, hardware_protected=True, key_operations=["import"],
+        expires_on=datetime.now(UTC) - timedelta(minutes=1),
+    )  # fmt: skip
+    with pytest.raises(RefusedError, match="expired"):
+        fetch_kek(kv, "kek-old")

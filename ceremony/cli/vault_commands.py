@@ -110,7 +110,8 @@ def kek_fetch(args: argparse.Namespace) -> int:
     kek = fetch_kek(
         _connect(args), args.name, version=args.version, expect_fingerprint=args.expect_fingerprint
     )
-    _print_kek(kek, write_kek(kek, args.out))
+    confirmed = kek.fingerprint.hex if args.expect_fingerprint else None
+    _print_kek(kek, write_kek(kek, args.out, out_of_band_sha256=confirmed))
     if args.expect_fingerprint:
         print("Fingerprint matches the expected value.")
     return 0
@@ -167,10 +168,15 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def import_key(args: argparse.Namespace) -> int:
-    from ceremony.vault import import_and_prove, load_public_key, write_import_record
+    from ceremony.vault import (
+        import_and_prove,
+        import_record_path,
+        load_public_key,
+        write_import_record,
+    )
     from ceremony.vault.files import refuse_existing
 
-    record_path = args.record or args.byok.parent / f"{args.name}.import.json"
+    record_path = args.record or import_record_path(args.byok.parent, args.name)
     refuse_existing(record_path)
     byok = _read(args.byok, ".byok file")
     hsm_public = None
@@ -212,6 +218,10 @@ def import_key(args: argparse.Namespace) -> int:
         proof = data["proof"]
         print(f"Possession:   proven ({proof['method']} {proof['algorithm']})")
     else:
-        print("Possession:   NOT proven (give --hsm-public-key, or the HSM options for AES)")
+        print(f"Possession:   NOT proven: {data['no_proof_reason']}")
+        if not (hsm_public or unwrap):
+            print(
+                "              (give --hsm-public-key, or --hsm-module/--token/--hsm-key for AES)"
+            )
     print(f"Wrote {record_path}")
     return 0

@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("kek-fingerprint", "tampered-byok", "cloud-outage", "missing-signature"),
         help="inject a fault the ceremony must catch, and see where it stops",
     )
+    rehearse.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted rehearsal in --out (needs the PINs it was started with)",
+    )
     rehearse.set_defaults(handler=run_rehearsal)
 
     lab = subparsers.add_parser("lab", help="open the workbook's notebooks in JupyterLab")
@@ -104,7 +109,7 @@ def run_phases(args: argparse.Namespace) -> int:
 def run_rehearsal(args: argparse.Namespace) -> int:
     from ceremony.rehearsal import rehearse
 
-    rehearse(args.out, args.drill)
+    rehearse(args.out, args.drill, resume=args.resume)
     return 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from ceremony.errors import UsageError, VerificationError
 
 _BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
 
 
 def archive_bytes(files: dict[str, bytes], mtime: int) -> bytes:
@@ -51,52 +52,78 @@ def write_archive(files: dict[str, bytes], mtime: int, out: Path) -> bytes:
 
 def read_archive(path: Path) -> dict[str, bytes]:
     """Every member of an evidence archive. UsageError when it is no tar at all;
-    VerificationError naming the member when it is damaged, truncated or has odd entries."""
+    VerificationError naming the member when it is damaged, truncated or has odd entries.
+
+    Reads USTAR headers directly (checksum, name, size, type) rather than through tarfile: it is
+    stricter (regular files only, sorted, no duplicates, end marker required) and several times
+    faster, which matters when an auditor verifies many archives."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise UsageError(f"{path} does not exist.", "Give the archive or workspace path.") from exc
     except OSError as exc:
         raise UsageError(f"{path} cannot be read ({exc.strerror}).", "") from exc
-    if len(raw) < _BLOCK or not _looks_like_tar(raw):
-        raise UsageError(f"{path} is not a tar archive.", "Give the ceremony's archive.tar.")
+    return parse_archive(raw, Path(path).name)
+
+
+def parse_archive(raw: bytes, label: str) -> dict[str, bytes]:
+    """read_archive for bytes already in memory; `label` names the archive in messages."""
+    if len(raw) < _BLOCK or raw[257:263] != b"ustar\x00":
+        raise UsageError(f"{label} is not a tar archive.", "Give the ceremony's archive.tar.")
     files: dict[str, bytes] = {}
+    offset, last = 0, ""
+    view = memoryview(raw)
+    while True:
+        header = raw[offset : offset + _BLOCK]
+        if len(header) < _BLOCK:
+            raise _damaged(label, files, "truncated: the end-of-archive marker is missing")
+        if header == _ZERO_BLOCK:
+            if raw[offset + _BLOCK : offset + 2 * _BLOCK] != _ZERO_BLOCK:
+                raise _damaged(label, files, "truncated: the end-of-archive marker is incomplete")
+            return files
+        name, size = _parse_header(header, label, files)
+        if name in files:
+            raise VerificationError(f"Archive member {name} appears twice.", "")
+        if name < last:
+            raise VerificationError(
+                f"{label}: member {name} is out of order (members are sorted).", ""
+            )
+        start = offset + _BLOCK
+        if start + size > len(raw):
+            raise _damaged(label, files, f"truncated inside member {name}")
+        files[name] = bytes(view[start : start + size])
+        last = name
+        offset = start + (size + _BLOCK - 1) // _BLOCK * _BLOCK
+
+
+def _parse_header(header: bytes, label: str, files: dict[str, bytes]) -> tuple[str, int]:
+    stored = _octal(header[148:156])
+    computed = sum(header[:148]) + 8 * 0x20 + sum(header[156:])
+    if stored != computed or header[257:263] != b"ustar\x00":
+        raise _damaged(label, files, "a member header is corrupt (checksum or magic)")
+    raw_name = header[0:100].split(b"\x00", 1)[0]
+    prefix = header[345:500].split(b"\x00", 1)[0]
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar:
-                _check_member(member, files)
-                handle = tar.extractfile(member)
-                data = handle.read() if handle else b""
-                if len(data) != member.size:
-                    raise tarfile.ReadError("unexpected end of data")
-                files[member.name] = data
-            end = tar.offset
-    except tarfile.TarError as exc:
-        raise VerificationError(
-            f"{Path(path).name} is damaged or truncated after {len(files)} member(s) ({exc}).",
-            "Use an intact copy of the archive.",
-        ) from exc
-    if raw[end : end + 2 * _BLOCK] != bytes(2 * _BLOCK):
-        raise VerificationError(
-            f"{Path(path).name} is truncated: the end-of-archive marker after "
-            f"{len(files)} member(s) is missing.",
-            "Use an intact copy of the archive.",
-        )
-    return files
-
-
-def _looks_like_tar(raw: bytes) -> bool:
-    return raw[257:262] == b"ustar" or raw[:_BLOCK] == bytes(_BLOCK)
-
-
-def _check_member(member: tarfile.TarInfo, seen: dict[str, bytes]) -> None:
-    name = member.name
-    path = PurePosixPath(name)
-    if not member.isreg():
+        name = (prefix + b"/" + raw_name if prefix else raw_name).decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _damaged(label, files, "a member name is not ASCII") from exc
+    if header[156:157] not in (b"0", b"\x00"):
         raise VerificationError(f"Archive member {name} is not a regular file.", "")
-    if path.is_absolute() or ".." in path.parts or name != path.as_posix():
+    if any(part in ("", ".", "..") for part in name.split("/")):
         raise VerificationError(f"Archive member name {name!r} is not a plain relative path.", "")
-    if name in seen:
-        raise VerificationError(f"Archive member {name} appears twice.", "")
-    if seen and name < max(seen):
-        raise VerificationError(f"Archive member {name} is out of order (members are sorted).", "")
+    return name, _octal(header[124:136])
+
+
+def _octal(field: bytes) -> int:
+    text = field.split(b"\x00", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return -1
+
+
+def _damaged(label: str, files: dict[str, bytes], why: str) -> VerificationError:
+    return VerificationError(
+        f"{label} is damaged after {len(files)} member(s): {why}.",
+        "Use an intact copy of the archive.",
+    )

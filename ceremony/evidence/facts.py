@@ -1,4 +1,4 @@
-"""evidence.facts: read the structured records of a workspace (given as name -> bytes) into one view.
+"""evidence.facts: read the structured records of a workspace (name -> bytes) into one view.
 
 Shared by sealing (to write the predicate) and verifying (to check them); reads, never writes.
 """

@@ -39,9 +39,7 @@ def is_subject(name: str) -> bool:
 def is_sealed_file(name: str) -> bool:
     """Whether a path belongs in a sealed workspace or archive at all."""
     parts = PurePosixPath(name).parts
-    if any(part.startswith(".") for part in parts) or name == ARCHIVE_NAME:
-        return False
-    return True
+    return not (any(part.startswith(".") for part in parts) or name == ARCHIVE_NAME)
 
 
 def workspace_files(root: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""evidence.records: the JSON records phases leave in the workspace, one schema for writer and reader.
+"""evidence.records: the JSON records phases leave in a workspace, one schema for writer and reader.
 
 kek.json (KekRecord), keys/<name>.json (KeyRecord), keys/<name>.import.json (ImportRecord) and
 preflight.json (PreflightRecord). Public facts only: never a PIN, private key or wrapped secret.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
 from types import UnionType
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -56,21 +57,17 @@ class _Record:
         version = data.pop("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
             raise _bad(where, f"has schema_version {version!r}; this tool reads {SCHEMA_VERSION}")
-        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - set(known))
+        rules = _rules(cls)
+        unknown = sorted(set(data) - {rule.name for rule in rules})
         if unknown:
             raise _bad(where, f"has unknown field(s) {', '.join(unknown)}")
-        hints = get_type_hints(cls)
-        values = {}
-        for name, spec in known.items():
-            if name not in data:
-                if spec.default is MISSING and spec.default_factory is MISSING:
-                    raise _bad(where, f"lacks the field {name}")
-                continue
-            if not _matches(data[name], hints[name]):
-                raise _bad(where, f"field {name} has the wrong type")
-            values[name] = data[name]
-        return cls(**values)
+        for rule in rules:
+            if rule.name not in data:
+                if rule.required:
+                    raise _bad(where, f"lacks the field {rule.name}")
+            elif not rule.accepts(data[rule.name]):
+                raise _bad(where, f"field {rule.name} has the wrong type")
+        return cls(**data)
 
     @classmethod
     def from_json(cls: type[R], content: bytes, source: str = "") -> R:
@@ -134,6 +131,14 @@ PROOF_SHAPES = {
         "challenge": "hex of the random challenge (from the HSM RNG)",
         "signature": "base64url signature returned by the vault over SHA-2(challenge)",
     },
+    "decrypt": {
+        "method": "decrypt",
+        "algorithm": "RSA-OAEP-256",
+        "challenge": "hex of the challenge",
+        "response": "hex of what the vault decrypted: SHA-256(challenge), sealed locally with the "
+        "HSM public key",
+    },
+    "none": {"method": "none", "reason": "why no round trip was possible (an exception)"},
     "wrap": {
         "method": "wrap",
         "algorithm": "A128KW, A192KW or A256KW",
@@ -156,19 +161,32 @@ class PreflightRecord(_Record):
     warnings: list[str] = field(default_factory=list)  # e.g. require_conformant() warnings
 
 
-def _matches(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a field's type hint (one level deep)."""
-    if hint is Any:
-        return True
-    if hint is type(None):
-        return value is None
-    origin = get_origin(hint)
-    if origin in (Union, UnionType):
-        return any(_matches(value, arg) for arg in get_args(hint))
-    base = origin or hint
-    if base is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, base)
+@dataclass(frozen=True)
+class _FieldRule:
+    """What a field accepts: JSON types (bool never counts as int) and whether it is required."""
+
+    name: str
+    types: tuple[type, ...]
+    required: bool
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) and bool not in self.types:
+            return self.types == (object,)
+        return isinstance(value, self.types)
+
+
+@cache
+def _rules(cls: type) -> tuple[_FieldRule, ...]:
+    """Field rules, derived once per record class from its type hints."""
+    hints = get_type_hints(cls)
+    rules = []
+    for spec in fields(cls):
+        hint = hints[spec.name]
+        options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+        types = tuple(object if o is Any else get_origin(o) or o for o in options)
+        required = spec.default is MISSING and spec.default_factory is MISSING
+        rules.append(_FieldRule(spec.name, types, required))
+    return tuple(rules)
 
 
 def _bad(where: str, why: str) -> UsageError:

@@ -85,7 +85,9 @@ def build_predicate(
         "hsm": preflight.hsm if preflight else None,
         "wrap_self_test": preflight.self_test if preflight else None,
         "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
-        "exceptions": sorted(set(exceptions) | set(preflight.warnings if preflight else [])),
+        "exceptions": sorted(
+            set(exceptions) | set(preflight.warnings if preflight else []) | _key_exceptions(facts)
+        ),
     }
 
 
@@ -146,6 +148,17 @@ def parse_statement(payload: bytes, name: str) -> dict[str, Any]:
     if not isinstance(statement.get("predicate"), dict):
         raise VerificationError(f"{name}: the statement has no predicate object.", "")
     return statement
+
+
+def _key_exceptions(facts: CeremonyFacts) -> set[str]:
+    """Keys that left the ceremony without an import or without a possession proof."""
+    found = set()
+    for key in facts.keys:
+        if key.imported is None:
+            found.add(f"{key.name}: not imported (no keys/{key.name}.import.json)")
+        elif key.imported.proof.get("method") == "none":
+            found.add(f"{key.name}: {key.imported.proof.get('reason', 'no possession proof')}")
+    return found
 
 
 def _key_entry(key: Any) -> dict[str, Any]:

@@ -20,13 +20,18 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 
 from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, UsageError, VerificationError
 from ceremony.evidence import layout
-from ceremony.evidence.archive import read_archive
+from ceremony.evidence.archive import parse_archive
 from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
+from ceremony.evidence.records import KekRecord
 from ceremony.evidence.statement import PAYLOAD_TYPE, parse_envelope, parse_statement
 from ceremony.fingerprint import public_key_der
 from ceremony.people import Person, Quorum
@@ -126,10 +131,13 @@ def verify_path(path: Path | str, *, trusted_keys: Iterable[bytes | str] = ()) -
         files = {name: (source / name).read_bytes() for name in layout.workspace_files(source)}
         report.add("files", source.name or str(source), True, f"{len(files)} files read")
     elif source.exists():
-        raw = source.read_bytes()
+        try:
+            raw = source.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{source} cannot be read ({exc.strerror}).", "") from exc
         report.archive_sha256 = hashlib.sha256(raw).hexdigest()
         try:
-            files = read_archive(source)
+            files = parse_archive(raw, source.name)
         except VerificationError as exc:
             report.add("archive", source.name, False, exc.message)
             return report
@@ -149,9 +157,9 @@ def _verify_files(files: Mapping[str, bytes], report: VerifyReport, trusted: lis
     for name, problem in facts.problems.items():
         report.add("record", name, False, problem)
     _verify_transcript(facts, statement["predicate"], report)
-    _verify_kek(facts, report)
+    kek_public = _verify_kek(facts, report)
     for key in facts.keys:
-        _verify_key(key, facts, report)
+        _verify_key(key, facts.kek, kek_public, report)
 
 
 def _verify_envelope(
@@ -271,52 +279,71 @@ def _verify_transcript(
         report.add("transcript", layout.TRANSCRIPT, True, detail)
 
 
-def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> None:
+def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:
+    """Check kek.json against kek.pem; return the KEK public key when the keys can use it."""
     kek = facts.kek
     if kek is None:
         if facts.keys:
             report.add("kek", "kek.json", False, "missing although keys were wrapped")
-        return
+        return None
     problems = []
-    fingerprint = public_key_sha256(facts.kek_pem)
-    if fingerprint != kek.public_key_sha256:
+    loaded = _load_public(facts.kek_pem)
+    key = loaded[0] if loaded else None
+    if loaded is None or sha256_hex(loaded[1]) != kek.public_key_sha256:
         problems.append("kek.pem's fingerprint differs from kek.json")
     if kek.out_of_band_sha256 and kek.out_of_band_sha256.lower() != kek.public_key_sha256:
         problems.append("the out-of-band fingerprint differs")
-    key = load_pem_public_key(facts.kek_pem) if fingerprint else None
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size != kek.size:
         problems.append(f"kek.pem is not an RSA-{kek.size} public key")
     if kek.kty != "RSA-HSM" or kek.key_ops != ["import"] or not _KID.match(kek.kid):
         problems.append("kek.json is not an RSA-HSM import-only key with a versioned kid")
     ok = not problems
     report.add("kek", "kek.json", ok, "; ".join(problems) or f"RSA-{kek.size}, {kek.kid}")
+    return key if isinstance(key, rsa.RSAPublicKey) else None
 
 
-def _verify_key(key: KeyFacts, facts: CeremonyFacts, report: VerifyReport) -> None:
+def _verify_key(
+    key: KeyFacts, kek: KekRecord | None, kek_public: rsa.RSAPublicKey | None, report: VerifyReport
+) -> None:
     base = f"keys/{key.name}"
     record = key.record
     if record is None:
         return
     public = None
     if record.kty != "oct-HSM":
-        fingerprint = public_key_sha256(key.public_pem)
-        if fingerprint is None or fingerprint != record.public_key_sha256:
+        loaded = _load_public(key.public_pem)
+        fingerprint = sha256_hex(loaded[1]) if loaded else None
+        if loaded is None or fingerprint != record.public_key_sha256:
             report.add("key", f"{base}.pub.pem", False, "missing or not the key in the record")
         else:
-            public = load_pem_public_key(key.public_pem)
+            public = loaded[0]
             spec_ok = _matches_spec(public, record.kty, record.size, record.curve)
             detail = f"{record.kty} {record.size or record.curve}, {fingerprint[:16]}…"
             report.add("key", f"{base}.pub.pem", spec_ok, detail if spec_ok else "wrong key type")
     if key.byok is None:
         report.add("byok", f"{base}.byok", False, "missing")
+    elif kek is None or kek_public is None:
+        report.add("byok", f"{base}.byok", False, "no usable KEK to check it against")
     else:
-        report.add("byok", f"{base}.byok", *_check_byok(key.byok, record.kty, record.size, facts))
+        checked = _check_byok(key.byok, record.kty, record.size, kek.kid, kek_public)
+        report.add("byok", f"{base}.byok", *checked)
     if key.imported is not None:
         report.add("import", f"{base}.import.json", *_check_import(key, public))
 
 
+def _load_public(pem: bytes | None) -> tuple[Any, bytes] | None:
+    """A PEM public key and its DER SubjectPublicKeyInfo, or None when absent or unreadable."""
+    if not pem:
+        return None
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        return None
+    return key, key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
 def _check_byok(
-    content: bytes, kty: str, size: int | None, facts: CeremonyFacts
+    content: bytes, kty: str, size: int | None, kid_expected: str, kek: rsa.RSAPublicKey
 ) -> tuple[bool, str]:
     try:
         package = json.loads(content)
@@ -335,18 +362,13 @@ def _check_byok(
         return False, "not a .byok package (JSON fields or base64url ciphertext)"
     if not fields_ok:
         return False, "schema_version, alg, enc or generator is not as Azure specifies"
-    if facts.kek is None or facts.kek_pem is None:
-        return False, "no KEK record to check it against"
-    if kid != facts.kek.kid:
-        return False, f"wrapped for {kid}, not the KEK {facts.kek.kid}"
-    modulus = load_pem_public_key(facts.kek_pem)
-    if not isinstance(modulus, rsa.RSAPublicKey):
-        return False, "the KEK is not an RSA key"
-    block = modulus.key_size // 8
+    if kid != kid_expected:
+        return False, f"wrapped for {kid}, not the KEK {kid_expected}"
+    block = kek.key_size // 8
     tail = len(blob) - block
     if tail < 16 or tail % 8:
         return False, f"{len(blob)} bytes cannot be a {block}-byte RSA block and an AES-KWP blob"
-    if int.from_bytes(blob[:block], "big") >= modulus.public_numbers().n:
+    if int.from_bytes(blob[:block], "big") >= kek.public_numbers().n:
         return False, "the RSA block is not below the KEK modulus"
     if kty == "oct-HSM" and size and tail != size // 8 + 8:
         return False, f"an AES-{size} key wraps to {size // 8 + 8} bytes, not {tail}"
@@ -369,31 +391,50 @@ def _check_import(key: KeyFacts, public: Any) -> tuple[bool, str]:
         )
         return (same, f"{imported.kid}, wrap/unwrap proof") if same else (False, "no wrap proof")
     try:
-        vault_der = _jwk_public_der(imported.public_key_jwk or {})
-    except (KeyError, ValueError, TypeError):
+        equal = public is not None and _jwk_equals(imported.public_key_jwk or {}, public)
+    except (KeyError, ValueError, TypeError, AttributeError):
         return False, "the vault's public JWK cannot be read"
-    if public is None or vault_der != public_key_der(key.public_pem or b""):
+    if not equal:
         return False, "the vault's public key differs from the HSM's"
+    if proof.get("method") == "none":
+        return True, f"{imported.kid}: public key equals the HSM's; {proof.get('reason')}"
+    if proof.get("method") == "decrypt":
+        opened = _decrypt_proof_holds(proof)
+        detail = f"{imported.kid}: public key equals the HSM's, decrypt proof"
+        return (True, detail) if opened else (False, "the decrypt proof does not hold")
     if not _proof_verifies(proof, public):
         return False, "the proof-of-possession signature does not verify with the HSM key"
     return True, f"{imported.kid}: public key equals the HSM's, {proof.get('algorithm')} proof"
 
 
-def _jwk_public_der(jwk: dict[str, Any]) -> bytes:
-    from cryptography.hazmat.primitives import serialization
+def _jwk_equals(jwk: dict[str, Any], public: Any) -> bool:
+    """Whether the vault's JWK holds the same public key as the HSM's (numbers compared)."""
 
     def number(name: str) -> int:
         text = jwk[name]
         return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
 
-    if jwk["kty"].startswith("RSA"):
-        key: Any = rsa.RSAPublicNumbers(number("e"), number("n")).public_key()
-    else:
-        curve = _CURVES[jwk["crv"]]()
-        key = ec.EllipticCurvePublicNumbers(number("x"), number("y"), curve).public_key()
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    numbers = public.public_numbers()
+    if isinstance(public, rsa.RSAPublicKey):
+        return jwk["kty"].startswith("RSA") and (number("n"), number("e")) == (
+            numbers.n,
+            numbers.e,
+        )
+    curve = _CURVES[jwk["crv"]]
+    return (
+        jwk["kty"].startswith("EC")
+        and isinstance(public.curve, curve)
+        and (number("x"), number("y")) == (numbers.x, numbers.y)
     )
+
+
+def _decrypt_proof_holds(proof: dict[str, Any]) -> bool:
+    """The vault decrypted SHA-256(challenge), sealed with the HSM public key: equality only."""
+    try:
+        expected = hashlib.sha256(bytes.fromhex(proof["challenge"])).hexdigest()
+        return proof["response"].lower() == expected
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def _proof_verifies(proof: dict[str, Any], public: Any) -> bool:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ceremony.localvault.auth import BearerGate
 from ceremony.localvault.errors import ApiError, bad_parameter, internal_error
-from ceremony.localvault.faults import RETRY_AFTER_SECONDS, FaultPlan
+from ceremony.localvault.faults import FaultPlan
 from ceremony.localvault.params import Body, parse_json
 from ceremony.localvault.service import VaultService
 
@@ -64,7 +64,7 @@ def _paging(request: Request) -> tuple[int, int | None]:
     return values[0] or 0, values[1]
 
 
-def endpoint(operation: str, handler: Handler, status: int = 200) -> Callable[..., Any]:
+def endpoint(operation: str, handler: Handler) -> Callable[..., Any]:
     """Wrap a service call with the gate, checks, faults and error shaping every route shares."""
 
     async def run(request: Request) -> Response:
@@ -75,16 +75,8 @@ def endpoint(operation: str, handler: Handler, status: int = 200) -> Callable[..
                 raise bad_parameter("The 'api-version' query parameter is missing.")
             fault = app_state.faults.take(operation, after_commit=False)
             if fault is not None:
-                log.warning(
-                    "fault %s: answering %s %s with %s",
-                    fault,
-                    request.method,
-                    request.url.path,
-                    fault.kind,
-                )
-                headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if fault.kind == "429" else {}
-                code = "Throttled" if fault.kind == "429" else "ServiceUnavailable"
-                raise ApiError(int(fault.kind), code, "Injected fault (drill).", headers=headers)
+                log.warning("fault %s: refusing %s %s", fault, request.method, request.url.path)
+                raise fault.as_error()
             body = parse_json(await _read_body(request))
             result = await run_in_threadpool(handler, app_state.service, request, body)
         except ApiError as error:
@@ -102,7 +94,7 @@ def endpoint(operation: str, handler: Handler, status: int = 200) -> Callable[..
             request.scope[DROP_FLAG] = True
         if result is None:
             return Response(status_code=204)
-        return JSONResponse(result, status_code=status)
+        return JSONResponse(result)
 
     return run
 

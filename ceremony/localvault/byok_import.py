@@ -94,11 +94,8 @@ def _der_length(data: bytes) -> int:
 def _looks_like_pkcs8(der: bytes) -> bool:
     """PrivateKeyInfo starts with version INTEGER 0 or 1, then the AlgorithmIdentifier SEQUENCE."""
     header = 2 + (der[1] & 0x7F if der[1] >= 0x80 else 0)
-    return (
-        der[header : header + 2] == b"\x02\x01"
-        and der[header + 2] in (0, 1)
-        and der[header + 3] == 0x30
-    )
+    start = der[header : header + 4]
+    return len(start) == 4 and start[:2] == b"\x02\x01" and start[2] in (0, 1) and start[3] == 0x30
 
 
 def parse_private_key(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ceremony.errors import UsageError
+from ceremony.localvault.errors import ApiError
 
 KINDS = ("503", "429", "drop-after-commit")
 OPERATIONS = (
@@ -72,6 +73,17 @@ class Fault:
                 )
             times = int(parts[2])
         return cls(operation, kind, times)
+
+    def as_error(self) -> ApiError:
+        """The answer a refusing fault (503, 429 with Retry-After) sends instead of the result."""
+        if self.kind == "429":
+            return ApiError(
+                429,
+                "Throttled",
+                "Injected fault (drill): too many requests.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return ApiError(503, "ServiceUnavailable", "Injected fault (drill): service unavailable.")
 
     def __str__(self) -> str:
         return f"{self.operation}:{self.kind}:{self.times}"

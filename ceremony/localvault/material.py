@@ -30,8 +30,9 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | bytes
 
 @dataclass(frozen=True)
 class Material:
-    """A key's secret in storage form plus what the request may check against it."""
+    """A key's secret in storage form, the usable key, and what a request may check against it."""
 
+    private: PrivateKey
     secret: bytes
     size: int | None
     curve: str | None
@@ -48,13 +49,13 @@ def pkcs8(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
 def describe(private: PrivateKey) -> Material:
     """Storage form and size/curve of a private key object (or raw AES bytes)."""
     if isinstance(private, bytes):
-        return Material(private, len(private) * 8, None)
+        return Material(private, private, len(private) * 8, None)
     if isinstance(private, rsa.RSAPrivateKey):
-        return Material(pkcs8(private), private.key_size, None)
+        return Material(private, pkcs8(private), private.key_size, None)
     curve = CURVE_NAMES.get(private.curve.name)
     if curve is None:
         raise bad_parameter(f"Curve {private.curve.name} is not supported; use P-256/384/521/256K.")
-    return Material(pkcs8(private), None, curve)
+    return Material(private, pkcs8(private), None, curve)
 
 
 def generate(family: str, size: int | None, curve: str | None, exponent: int | None) -> Material:

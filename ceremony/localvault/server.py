@@ -33,7 +33,9 @@ START_TIMEOUT = 30.0
 
 
 def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the proto
+    # says TCP, and without it every TLS answer waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))
@@ -63,7 +65,8 @@ class LocalVault:
     """A rehearsal Key Vault (or Managed HSM) serving HTTPS from `state_dir` while open.
 
     port=0 reuses the port this state dir served on last time when it is free (so kids stay the
-    same across restarts), else picks a free one.
+    same across restarts), else picks a free one. `faults` takes Fault objects or their specs
+    ("import:503", "import:429:2", "import:drop-after-commit"); see faults.Fault.parse.
     """
 
     def __init__(
@@ -84,8 +87,14 @@ class LocalVault:
         self._socket: socket.socket | None = None
         self.url = ""
 
-    state_dir = property(lambda self: self._state.root)
-    ca_path = property(lambda self: self._state.ca_path)
+    @property
+    def state_dir(self) -> Path:
+        return self._state.root
+
+    @property
+    def ca_path(self) -> Path:
+        """The CA certificate (PEM) that clients pass as connection_verify."""
+        return self._state.ca_path
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from ceremony.localvault import bundles, byok_import, material, ops
 from ceremony.localvault.codec import b64url_encode
 from ceremony.localvault.errors import ApiError, bad_parameter, conflict, forbidden, not_found
 from ceremony.localvault.params import Body, check_name, check_version
-from ceremony.localvault.rules import RSA_SIZES, Flavour, family_of, resolve_key_ops
+from ceremony.localvault.rules import RSA_SIZES, Flavour, check_size, family_of, resolve_key_ops
 from ceremony.localvault.store import KeyRecord, Store
 
 MAX_PAGE = 25
@@ -87,7 +89,10 @@ class VaultService:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        private = material.load(family_of(record.kty), self.store.secret(record))
+        secret = self.store.secret(record)
+        if secret is None:
+            raise not_found(f"Key {record.name} version {record.version} was just purged.")
+        private = material.load(family_of(record.kty), secret)
         with self._cache_lock:
             self._cache[key] = private
             while len(self._cache) > 256:
@@ -173,10 +178,9 @@ class VaultService:
             exportable=bool(attributes.get("exportable")),
             creating=True,
         )
-        body.tags()
+        body.tags()  # refuse bad tags before the slow part
         made = material.generate(family, size, curve, body.int("public_exponent"))
-        private = material.load(family, made.secret)
-        record = self._record(name, kty, key_ops, private, attributes, body, policy)
+        record = self._record(name, kty, key_ops, made.private, attributes, body, policy)
         return self._store_new(record, made.secret)
 
     def import_key(self, name: str, body: Body) -> Json:
@@ -188,13 +192,13 @@ class VaultService:
         attributes = _attributes(body.obj("attributes"))
         policy = _release_policy(body.obj("release_policy"))
         requested_ops = key.str_list("key_ops")
-        body.tags()
+        body.tags()  # refuse bad tags before the slow part
         key_hsm = key.b64("key_hsm")
         if key_hsm is not None:
             if not kty.endswith("-HSM"):
                 raise bad_parameter("A BYOK import (key_hsm) needs kty RSA-HSM, EC-HSM or oct-HSM.")
             family = self.flavour.check_kty(kty)
-            private = self._unwrap_byok(name, kty, family, key, key_hsm)
+            private = self._unwrap_byok(name, family, key, key_hsm)
         else:
             family = kty.removesuffix("-HSM")
             if family not in _HSM_KTY:
@@ -209,6 +213,8 @@ class VaultService:
                 f"An RSA key of {described.size} bits cannot be imported; use 2048, 3072 or 4096 "
                 "bits (never under 2048)."
             )
+        if family == "oct":
+            check_size("oct", described.size or 0)
         self._export_terms(name, attributes, policy)
         key_ops = resolve_key_ops(
             kty,
@@ -249,11 +255,12 @@ class VaultService:
         return record
 
     def _unwrap_byok(
-        self, name: str, kty: str, family: str, key: Body, key_hsm: bytes
+        self, name: str, family: str, key: Body, key_hsm: bytes
     ) -> material.PrivateKey:
         package = byok_import.read_package(key_hsm)
         kek = self._private(self._kek(package.kek_kid))
-        payload = byok_import.unwrap(kek, package.ciphertext)  # type: ignore[arg-type]
+        assert isinstance(kek, rsa.RSAPrivateKey), "a KEK record is always RSA-HSM"
+        payload = byok_import.unwrap(kek, package.ciphertext)
         private = byok_import.open_target(family, payload, f"BYOK import of {name}")
         described = material.describe(private)
         if family == "EC":

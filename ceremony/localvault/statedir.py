@@ -22,13 +22,33 @@ class StateDir:
         self.root = Path(root).expanduser().resolve()
         self._lock: IO[bytes] | None = None
 
-    ca_path = property(lambda self: self.root / "ca.pem")
-    cert_path = property(lambda self: self.root / "server.pem")
-    cert_key_path = property(lambda self: self.root / "server.key")
-    token_path = property(lambda self: self.root / "token")
-    master_key_path = property(lambda self: self.root / "master.key")
-    database_path = property(lambda self: self.root / "vault.db")
-    url_path = property(lambda self: self.root / "url")
+    @property
+    def ca_path(self) -> Path:
+        return self.root / "ca.pem"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.root / "server.pem"
+
+    @property
+    def cert_key_path(self) -> Path:
+        return self.root / "server.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "token"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.root / "master.key"
+
+    @property
+    def database_path(self) -> Path:
+        return self.root / "vault.db"
+
+    @property
+    def url_path(self) -> Path:
+        return self.root / "url"
 
     def prepare(self) -> None:
         """Create the directory 0700 (or tighten it to 0700) and take the single-server lock."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class KeyRecord:
     exportable: bool | None = None
     tags: dict[str, str] | None = None
     release_policy: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if k not in ("name", "version")}
@@ -136,8 +135,8 @@ class Store:
         nonce = os.urandom(12)
         return nonce + self._seal.encrypt(nonce, secret, f"{record.name}/{record.version}".encode())
 
-    def secret(self, record: KeyRecord) -> bytes:
-        """The decrypted private material of one version."""
+    def secret(self, record: KeyRecord) -> bytes | None:
+        """The decrypted private material of one version; None if it was purged meanwhile."""
         row = (
             self._conn()
             .execute(
@@ -146,6 +145,8 @@ class Store:
             )
             .fetchone()
         )
+        if row is None:
+            return None
         blob = bytes(row[0])
         return self._seal.decrypt(blob[:12], blob[12:], f"{record.name}/{record.version}".encode())
 

@@ -33,6 +33,9 @@ class StepResult:
     items: tuple[CheckpointItem, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
         lines = [self.title] + [f"  {k}: {v}" for k, v in self.facts]
         lines += [f"  {i.label}: {i.sha256}" for i in self.items]

@@ -62,7 +62,7 @@ def preflight(ctx: Context) -> StepResult:
         facts += [
             ("HSM token", f"{token.label} — {token.manufacturer} {token.model}, serial "
              f"{token.serial}, firmware {token.firmware_version}" if token else "?"),
-            ("wrap self-test", test.summary()),
+            ("HSM self-test", test.summary()),
         ]  # fmt: skip
     else:
         facts.append(("HSM", f"no module at {plan.hsm.module}: this is the online machine"))

@@ -6,15 +6,17 @@ imports each key exactly once (a rerun recognises an earlier import); records th
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
+import hashlib
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.checkpoint import CheckpointItem
-from ceremony.errors import RefusedError
+from ceremony.errors import RefusedError, VaultError
 from ceremony.plan import KeyPlan
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import COMPLETED
@@ -80,16 +82,24 @@ def upload(ctx: Context) -> StepResult:
                 elif hsm_here:
                     session = session or stack.enter_context(ctx.hsm())
                     unwrap = functools.partial(session.unwrap_challenge, key.name)
-                result = import_and_prove(
-                    conn,
-                    key.name,
-                    data,
-                    key.spec.kty,
-                    curve=key.spec.curve,
-                    options=_options(key),
-                    hsm_public=hsm_public,
-                    unwrap=unwrap,
-                )
+                try:
+                    result = import_and_prove(
+                        conn,
+                        key.name,
+                        data,
+                        key.spec.kty,
+                        curve=key.spec.curve,
+                        options=_options(key),
+                        hsm_public=hsm_public,
+                        unwrap=unwrap,
+                    )
+                except VaultError as exc:
+                    raise VaultError(
+                        f"{key.name} is not imported: {exc.message}",
+                        f"{exc.remedy} If the vault is unavailable, wait and rerun with the same "
+                        "plan and workspace: it resumes here, and a key already imported is "
+                        "recognised, never imported twice.",
+                    ) from None
                 ws.write_new(record_name, _record(key, data, result.to_dict()).to_json())
                 ctx.record(
                     IMPORTED, {"name": key.name, "kid": result.result.key.id, "byok": target}
@@ -115,14 +125,9 @@ def _read(ws: Any, name: str) -> Any:
 
 
 def _record(key: KeyPlan, data: bytes, vault: dict[str, Any]) -> Any:
-    """The evidence record, from what the vault client reported."""
+    """The evidence record (ceremony.evidence.records), from what the vault client reported."""
     from ceremony.evidence.records import ImportRecord
 
-    match = vault.get("public_key_match") or {}
-    proof = vault.get("proof") or {
-        "method": "none",
-        "reason": "the AES key's possession proof needs the HSM, which is not on this machine",
-    }
     fingerprint = vault.get("public_key_fingerprint") or {}
     attributes = {
         name: vault.get(name)
@@ -132,13 +137,62 @@ def _record(key: KeyPlan, data: bytes, vault: dict[str, Any]) -> Any:
         )
     }  # fmt: skip
     attributes["public_key_sha256"] = fingerprint.get("sha256")
+    pem = vault.get("public_key_pem")
     return ImportRecord(
         name=key.name,
         kid=vault["kid"],
         kty=vault["kty"],
         byok_sha256=sha256_hex(data),
-        public_key_jwk=match.get("cloud"),
-        proof=proof,
+        public_key_jwk=public_jwk(pem.encode()) if pem else None,
+        proof=evidence_proof(vault.get("proof")),
         imported_at=vault.get("recorded_at") or dt.datetime.now(dt.UTC).isoformat(),
         attributes=attributes,
     )
+
+
+def _b64url(value: int | bytes) -> str:
+    if isinstance(value, int):
+        value = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+    return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+
+def public_jwk(pem: bytes) -> dict[str, str]:
+    """The public JWK (RFC 7517 members) of the vault key's public half."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from ceremony.vault import load_public_key
+    from ceremony.vault.publickey import curve_name
+
+    public = load_public_key(pem, "the vault's public key")
+    if isinstance(public, rsa.RSAPublicKey):
+        numbers = public.public_numbers()
+        return {"kty": "RSA", "n": _b64url(numbers.n), "e": _b64url(numbers.e)}
+    point, size = public.public_numbers(), (public.curve.key_size + 7) // 8
+    return {
+        "kty": "EC",
+        "crv": curve_name(public),
+        "x": _b64url(point.x.to_bytes(size, "big")),
+        "y": _b64url(point.y.to_bytes(size, "big")),
+    }
+
+
+def evidence_proof(proof: dict[str, Any] | None) -> dict[str, Any]:
+    """The possession proof in the shape the evidence verifier reads (records.PROOF_SHAPES)."""
+    if proof is None:
+        return {
+            "method": "none",
+            "reason": "the AES key's possession proof needs the HSM, which is not on this machine",
+        }
+    shaped = {"method": proof["method"], "algorithm": proof["algorithm"]}
+    if proof["method"] == "sign":
+        shaped["challenge"] = proof["challenge"]
+        shaped["signature"] = _b64url(bytes.fromhex(proof["response"]))
+    elif proof["method"] == "wrap":
+        challenge = hashlib.sha256(bytes.fromhex(proof["challenge"])).hexdigest()
+        shaped["challenge_sha256"] = challenge
+        shaped["wrapped"] = proof["response"]
+        shaped["unwrapped_sha256"] = challenge if proof["verified"] else None
+    else:
+        shaped.update(challenge=proof["challenge"], response=proof["response"])
+    shaped["checked_by"] = proof["checked_by"]
+    return shaped

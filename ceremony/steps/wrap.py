@@ -31,7 +31,7 @@ def wrap(ctx: Context) -> StepResult:
         test = session.self_test()
         warning = require_conformant(test, ctx.rehearsal)
         notes += [warning] if warning else []
-        facts.append(("wrap self-test", test.summary()))
+        facts.append(("HSM self-test", test.summary()))
         generator = generator_text(token.manufacturer, token.model, token.firmware_version)
         for key in ctx.plan.keys:
             target = f"keys/{key.name}.byok"

@@ -31,7 +31,7 @@ from ceremony.vault.proof import (
 )
 from ceremony.vault.publickey import load_public_key, public_key_from_jwk, spki_pem
 from ceremony.vault.record import (
-    ImportRecord,
+    ImportOutcome,
     import_and_prove,
     import_record_path,
     write_import_record,
@@ -40,7 +40,7 @@ from ceremony.vault.record import (
 __all__ = [
     "IMPORT_ID_TAG",
     "ImportOptions",
-    "ImportRecord",
+    "ImportOutcome",
     "ImportResult",
     "ImportTarget",
     "Kek",

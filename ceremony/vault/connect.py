@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -205,8 +206,13 @@ def connect(
     return VaultConnection(check_vault_url(vault_url), DefaultAzureCredential(), {}, retry)
 
 
+_MAX_DETAIL = 300
+
+
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Collapse to one line and cap the length (DefaultAzureCredential explains at length)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_DETAIL else line[: _MAX_DETAIL - 1] + "…"
 
 
 def describe_azure_error(exc: AzureError) -> str:
@@ -216,6 +222,8 @@ def describe_azure_error(exc: AzureError) -> str:
         status = exc.status_code
         if error is not None and (error.code or error.message):
             return _one_line(f"HTTP {status} {error.code or ''}: {error.message or ''}")
+        if status is None:
+            return _one_line(str(exc.message or exc))
         return _one_line(f"HTTP {status}: {exc.reason or exc.message}")
     return _one_line(str(exc.message or exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
@@ -242,7 +250,7 @@ def vault_errors(action: str, url: str) -> Iterator[None]:
             f"Could not {action}: the vault at {url} is unreachable ({describe_azure_error(exc)}).",
             "Check the URL, the network and any proxy; for a rehearsal start the local vault.",
         ) from None
-    except ServiceResponseError as exc:
+    except (ServiceResponseError, DecodeError) as exc:
         raise VaultError(
             f"Could not {action}: the connection to {url} broke before an answer arrived "
             f"({describe_azure_error(exc)}).",

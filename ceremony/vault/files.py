@@ -5,11 +5,9 @@ Create-exclusive and atomic: a reader sees no file or the complete file, never h
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from ceremony.errors import RefusedError, UsageError
 
@@ -42,8 +40,3 @@ def write_new(path: Path, data: bytes) -> None:
             raise
     finally:
         os.unlink(tmp)
-
-
-def write_new_json(path: Path, record: dict[str, Any]) -> None:
-    """A record as indented, key-sorted JSON with a final newline (stable bytes for digests)."""
-    write_new(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
+    DecodeError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -180,10 +181,12 @@ def find_imported(
 
 
 def _ambiguous(exc: Exception) -> bool:
-    """True when the vault may have committed the import although no answer came back."""
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+    """True when the vault may have committed the import although no usable answer came back:
+    a broken connection, an answer cut short, or a server error."""
+    if isinstance(exc, ServiceRequestError | ServiceResponseError | DecodeError):
         return True
-    return isinstance(exc, HttpResponseError) and (exc.status_code or 0) >= 500
+    status = getattr(exc, "status_code", None)
+    return isinstance(exc, HttpResponseError) and (status is None or status >= 500)
 
 
 def fetch_package_kek(conn: VaultConnection, kid: str) -> Kek:

@@ -17,11 +17,13 @@ from ceremony.errors import RefusedError, UsageError, VaultError
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key
 from ceremony.keyspec import RSA_SIZES
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
-from ceremony.vault.files import refuse_existing, write_new, write_new_json
+from ceremony.vault.files import refuse_existing, write_new
 from ceremony.vault.publickey import public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey
+
+    from ceremony.evidence.records import KekRecord
 
 KEK_OPS = ("import",)
 
@@ -59,6 +61,20 @@ class Kek:
             "public_key_pem": self.public_key_pem,
             "fingerprint": self.fingerprint.to_dict(),
         }
+
+    def to_evidence(self, out_of_band_sha256: str | None = None) -> KekRecord:
+        """kek.json in the evidence schema; `out_of_band_sha256` is the fingerprint confirmed."""
+        from ceremony.evidence.records import KekRecord
+
+        return KekRecord(
+            kid=self.kid,
+            kty="RSA-HSM",
+            size=self.size,
+            key_ops=list(self.key_ops),
+            public_key_sha256=self.fingerprint.hex,
+            source="vault",
+            out_of_band_sha256=out_of_band_sha256,
+        )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -218,10 +234,15 @@ def kek_json_path(pem_path: Path) -> Path:
     return pem_path.with_suffix(".json")
 
 
-def write_kek(kek: Kek, pem_path: Path) -> tuple[Path, Path]:
-    """Write the PEM and its JSON record, both create-exclusive; refuse if either exists."""
+def write_kek(
+    kek: Kek, pem_path: Path, *, out_of_band_sha256: str | None = None
+) -> tuple[Path, Path]:
+    """Write kek.pem and the kek.json evidence record, both create-exclusive; refuse if either
+    exists (the PEM first, so a kek.json never names a key whose PEM is missing)."""
     json_path = kek_json_path(pem_path)
+    if json_path == pem_path:
+        raise UsageError(f"{pem_path} must not end in .json.", "Name the output FILE.pem.")
     refuse_existing(pem_path, json_path)
     write_new(pem_path, kek.public_key_pem.encode())
-    write_new_json(json_path, kek.to_dict())
+    write_new(json_path, kek.to_evidence(out_of_band_sha256).to_json())
     return pem_path, json_path

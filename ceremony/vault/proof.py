@@ -10,6 +10,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
@@ -102,6 +103,24 @@ def compare_public_keys(cloud_key: KeyVaultKey, hsm_public: PublicKey) -> Public
 
 def _ops(key: KeyVaultKey) -> set[str]:
     return {str(getattr(op, "value", op)) for op in key.key_operations or ()}
+
+
+# The operations that can show possession, by key type (any one suffices).
+PROVING_OPS = {"RSA-HSM": ("sign", "decrypt"), "EC-HSM": ("sign",), "oct-HSM": ("wrapKey",)}
+
+
+def proof_obstacle(key: KeyVaultKey, kty: str, now: datetime | None = None) -> str | None:
+    """Why the vault cannot take part in a round trip with this key now, or None if it can."""
+    props, now = key.properties, now or datetime.now(UTC)
+    if not props.enabled:
+        return "the key was imported disabled"
+    if props.not_before and now < props.not_before:
+        return "the key is not valid yet (not-before in the future)"
+    if props.expires_on and now >= props.expires_on:
+        return "the key has expired"
+    if not _ops(key) & set(PROVING_OPS[kty]):
+        return f"its key_ops allow none of {', '.join(PROVING_OPS[kty])}"
+    return None
 
 
 def prove_asymmetric(

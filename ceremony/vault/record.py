@@ -1,42 +1,52 @@
-"""vault.record: the import record for the evidence — what was imported, where, and the proof.
+"""vault.record: the outcome of an import — what was imported, where, and the proof — as evidence.
 
-Orchestrates import, public-key comparison and the possession round trip into one record.
-Never writes over an earlier record and never records a secret (the challenge is public).
+Orchestrates import, public-key comparison and the possession round trip; converts the outcome
+to the evidence record (ceremony.evidence.records). Never overwrites a record, never records a
+secret (challenges are public; an AES challenge is recorded only as its SHA-256).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ceremony.errors import VerificationError
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.vault.connect import VaultConnection
-from ceremony.vault.files import write_new_json
+from ceremony.vault.files import write_new
 from ceremony.vault.importer import ImportOptions, ImportResult, import_byok
 from ceremony.vault.proof import (
     PossessionProof,
     PublicKeyMatch,
     compare_public_keys,
+    proof_obstacle,
     prove_asymmetric,
     prove_symmetric,
 )
-from ceremony.vault.publickey import PublicKey, public_key_from_jwk, spki_pem
+from ceremony.vault.publickey import PublicKey, curve_name, public_key_from_jwk, spki_pem
 
-RECORD_TYPE = "https://byok-ceremony.example/import/v1"
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyVaultKey
+
+    from ceremony.evidence.records import ImportRecord as EvidenceImportRecord
 
 
 @dataclass(frozen=True)
-class ImportRecord:
-    """keys/<name>.import.json: the vault key, how it got there, and the proof it is the HSM's."""
+class ImportOutcome:
+    """The vault key, how it got there, and the proof it is the HSM's."""
 
     result: ImportResult
     public_key_match: PublicKeyMatch | None
     proof: PossessionProof | None
     recorded_at: datetime
+    no_proof_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         key, props = self.result.key, self.result.key.properties
@@ -46,7 +56,6 @@ class ImportRecord:
             pem = spki_pem(public_key_from_jwk(key.key))
             public_pem, fingerprint = pem.decode(), fingerprint_public_key(pem).to_dict()
         return {
-            "record_type": RECORD_TYPE,
             "name": props.name,
             "kid": key.id,
             "version": props.version,
@@ -71,8 +80,73 @@ class ImportRecord:
             "public_key_fingerprint": fingerprint,
             "public_key_match": self.public_key_match.to_dict() if self.public_key_match else None,
             "proof": self.proof.to_dict() if self.proof else None,
+            "no_proof_reason": self.no_proof_reason,
             "recorded_at": _iso(self.recorded_at),
         }
+
+    def to_evidence(self) -> EvidenceImportRecord:
+        """keys/<name>.import.json in the evidence schema (what the evidence verifier reads)."""
+        from ceremony.evidence.records import ImportRecord
+
+        data = self.to_dict()
+        attributes = {name: data[name] for name in _EVIDENCE_ATTRIBUTES}
+        attributes["public_key_sha256"] = (data["public_key_fingerprint"] or {}).get("sha256")
+        return ImportRecord(
+            name=data["name"],
+            kid=data["kid"],
+            kty=data["kty"],
+            byok_sha256=self.result.import_id,
+            public_key_jwk=public_jwk(self.result.key) if data["public_key_pem"] else None,
+            proof=evidence_proof(self.proof, self.no_proof_reason),
+            imported_at=data["recorded_at"],
+            attributes=attributes,
+        )
+
+
+_EVIDENCE_ATTRIBUTES = (
+    "version", "vault_url", "key_ops", "enabled", "not_before", "expires_on", "exportable",
+    "tags", "import_id", "recognised_existing_import", "import_attempts",
+)  # fmt: skip
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(key: KeyVaultKey) -> dict[str, str]:
+    """The public members of the vault key's JWK (RFC 7517, base64url), for offline checks."""
+    public = public_key_from_jwk(key.key)
+    if isinstance(public, rsa.RSAPublicKey):
+        numbers = public.public_numbers()
+        n = numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")
+        e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
+        return {"kty": "RSA", "n": _b64url(n), "e": _b64url(e)}
+    point, size = public.public_numbers(), (public.curve.key_size + 7) // 8
+    return {
+        "kty": "EC",
+        "crv": curve_name(public),
+        "x": _b64url(point.x.to_bytes(size, "big")),
+        "y": _b64url(point.y.to_bytes(size, "big")),
+    }
+
+
+def evidence_proof(proof: PossessionProof | None, reason: str | None = None) -> dict[str, Any]:
+    """The possession proof in the evidence shape (records.PROOF_SHAPES); 'none' when absent."""
+    if proof is None:
+        return {"method": "none", "reason": f"no possession proof: {reason or 'not attempted'}"}
+    shaped: dict[str, Any] = {"method": proof.method, "algorithm": proof.algorithm}
+    if proof.method == "sign":
+        shaped["challenge"] = proof.challenge_hex
+        shaped["signature"] = _b64url(bytes.fromhex(proof.response_hex))
+    elif proof.method == "wrap":
+        challenge = hashlib.sha256(bytes.fromhex(proof.challenge_hex)).hexdigest()
+        shaped["challenge_sha256"] = challenge
+        shaped["wrapped"] = proof.response_hex
+        shaped["unwrapped_sha256"] = challenge if proof.verified else None
+    else:
+        shaped.update(challenge=proof.challenge_hex, response=proof.response_hex)
+    shaped["checked_by"] = proof.checked_by
+    return shaped
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -104,29 +178,39 @@ def import_and_prove(
     hsm_public: PublicKey | None = None,
     unwrap: Callable[[bytes], bytes] | None = None,
     nonce: bytes | None = None,
-) -> ImportRecord:
+) -> ImportOutcome:
     """Import (or recognise) the key, compare public halves, run the possession round trip.
 
     RSA/EC need `hsm_public` for the comparison and proof; oct-HSM needs `unwrap` (the HSM key's
-    AES-KW unwrap). Without them the record says no proof was made (proof None).
+    AES-KW unwrap). Without them, or when the key cannot be used now (disabled, not yet valid,
+    no suitable key_ops), the outcome has no proof and says why.
     """
     result = import_byok(conn, name, byok, kty, curve=curve, options=options, hsm_public=hsm_public)
     check_imported_type(result)
     match, proof = None, None
     if kty != "oct-HSM" and hsm_public is not None:
         match = compare_public_keys(result.key, hsm_public)
-        proof = prove_asymmetric(conn, result.key, hsm_public, nonce=nonce)
-    elif kty == "oct-HSM" and unwrap is not None and result.target.aes_size:
-        proof = prove_symmetric(conn, result.key, result.target.aes_size, unwrap, nonce=nonce)
-    return ImportRecord(result, match, proof, datetime.now(UTC))
+    obstacle = proof_obstacle(result.key, kty)
+    if obstacle is None and kty == "oct-HSM":
+        if unwrap is None:
+            obstacle = "the HSM unwrap was not available"
+        else:
+            size = result.target.aes_size or 0
+            proof = prove_symmetric(conn, result.key, size, unwrap, nonce=nonce)
+    elif obstacle is None:
+        if hsm_public is None:
+            obstacle = "no HSM public key was given"
+        else:
+            proof = prove_asymmetric(conn, result.key, hsm_public, nonce=nonce)
+    return ImportOutcome(result, match, proof, datetime.now(UTC), obstacle)
 
 
 def import_record_path(keys_dir: Path, name: str) -> Path:
-    """Where the workbook keeps the record: keys/<name>.import.json."""
+    """<keys_dir>/<name>.import.json: beside the .byok, where the workbook keeps it."""
     return Path(keys_dir) / f"{name}.import.json"
 
 
-def write_import_record(record: ImportRecord, path: Path) -> Path:
-    """Write the record create-exclusive (an existing record is never replaced)."""
-    write_new_json(Path(path), record.to_dict())
+def write_import_record(outcome: ImportOutcome, path: Path) -> Path:
+    """Write the evidence record create-exclusive (an existing record is never replaced)."""
+    write_new(Path(path), outcome.to_evidence().to_json())
     return Path(path)

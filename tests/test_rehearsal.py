@@ -1,0 +1,137 @@
+"""Tests for ceremony.rehearsal: one command ends in a verified archive; drills stop in time."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from ceremony.evidence import verify_path
+from ceremony.evidence.secrets import scan_archive, scan_tree
+from ceremony.rehearsal import DRILLS
+from tests.workbook_support import PINS, ROOT, clean_env, events, shared_rehearsal
+
+PHASE_NUMBERS = ["00", "01", "02", "03", "04", "05"]
+
+
+@pytest.fixture(scope="session")
+def rehearsal():
+    done = shared_rehearsal()
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_rehearsal_ends_with_a_verified_archive(rehearsal):
+    assert "Rehearsal complete and verified." in rehearsal.stdout
+    assert f"Evidence archive: {rehearsal.archive}" in rehearsal.stdout
+    report = verify_path(rehearsal.archive)
+    assert report.verified, report.first_failure
+
+
+def test_archive_digests_match_its_manifest_independently(rehearsal):
+    """Recompute every digest with hashlib from the tar itself, not through the verifier."""
+    with tarfile.open(rehearsal.archive) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    sums = members["evidence/SHA256SUMS"].decode().splitlines()
+    assert len(sums) > 20
+    for line in sums:
+        digest, name = line.split("  ", 1)
+        assert hashlib.sha256(members[name]).hexdigest() == digest, name
+    for expected in ("plan.toml", "transcript.jsonl", "kek.pem", "notebooks/02_generate.ipynb"):
+        assert expected in members
+    assert {f"keys/rehearsal-{k}.byok" for k in ("rsa", "ec", "aes")} <= set(members)
+
+
+def test_every_phase_completed_and_confirmed_automatically(rehearsal):
+    found = events(rehearsal.workspace)
+    completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
+    confirmed = [e for e in found if e["action"] == "checkpoint-confirmed"]
+    assert completed == PHASE_NUMBERS
+    assert [e["phase"] for e in confirmed] == PHASE_NUMBERS
+    assert all(e["data"]["automatic"] is True for e in confirmed)
+    assert all(e["data"]["witnesses"] == ["wanda"] for e in confirmed)
+    notes = [e for e in found if e["action"] == "note"]
+    assert {e["phase"] for e in notes} == {"02", "03"}  # the one-machine air-gap note
+
+
+def test_phase_kernels_ran_over_ipc(rehearsal):
+    started = [e for e in events(rehearsal.workspace) if e["action"] == "phase-started"]
+    assert [e["phase"] for e in started] == PHASE_NUMBERS
+    assert {e["data"]["kernel"] for e in started} == {"ipc"}
+
+
+def test_no_pin_or_key_material_in_workspace_or_archive(rehearsal):
+    pins = list(PINS.values())
+    assert scan_tree(rehearsal.workspace, pins) == []
+    assert scan_archive(rehearsal.archive, pins) == []
+    # The raw PINs appear nowhere under the rehearsal directory, tokens and vault included.
+    for path in rehearsal.root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(pin.encode() in data for pin in pins), path
+    assert not any(pin in rehearsal.stdout + rehearsal.stderr for pin in pins)
+
+
+def test_rehearsal_refuses_to_overwrite(rehearsal):
+    done = subprocess.run(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(rehearsal.root)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "not empty" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def drills(tmp_path_factory):
+    """All four drills, run side by side (each stops early, at its own checkpoint)."""
+    base = tmp_path_factory.mktemp("drills")
+    running = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ceremony",
+                "rehearse",
+                "--out",
+                str(base / name),
+                "--drill",
+                name,
+            ],
+            env=clean_env(**PINS),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for name in DRILLS
+    }
+    results = {}
+    for name, process in running.items():
+        stdout, stderr = process.communicate(timeout=600)
+        results[name] = (process.returncode, stdout, stderr, base / name / "workspace")
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(DRILLS))
+def test_drill_stops_at_its_checkpoint(drills, name):
+    code, stdout, stderr, workspace = drills[name]
+    drill = DRILLS[name]
+    assert code != 0
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ceremony: error: Drill {name}: the ceremony stopped at phase")
+    assert f"phase {drill.stops_at}, as it must" in last and "Traceback" not in stderr
+    assert "What the drill teaches:" in stdout
+    found = events(workspace)
+    refusals = [e for e in found if e["action"] in ("phase-refused", "phase-failed")]
+    assert [e["phase"] for e in refusals] == [drill.stops_at]
+    assert refusals[0]["data"]["message"]
+    completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
+    assert completed == PHASE_NUMBERS[: PHASE_NUMBERS.index(drill.stops_at)]
+    assert not (workspace / "archive.tar").exists()

@@ -1,0 +1,88 @@
+"""Helpers for the workbook tests: the `ceremony` CLI in a subprocess, and one shared rehearsal.
+
+The full rehearsal is expensive, so every test module that needs it gets the same one (run once
+per test session). Rehearsals run in subprocesses: SoftHSM2 allows one token directory per process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Fixed PINs, so that the tests can look for them in every file the ceremony wrote.
+PINS = {
+    "CEREMONY_PIN": "hsm-pin-7f3a9c",
+    "CEREMONY_PIN_ADA": "ada-pin-51e2d0",
+    "CEREMONY_PIN_CAROL": "carol-pin-0b8e47",
+    "CEREMONY_PIN_CHEN": "chen-pin-c6d213",
+    "CEREMONY_PIN_WANDA": "wanda-pin-9a4f66",
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without PINs, Azure credentials or a SoftHSM directory."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CEREMONY_PIN", "AZURE_")) and k != "SOFTHSM2_CONF"
+    }
+    return {**env, **extra}
+
+
+def ceremony(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
+    """Run `python -m ceremony ARGS` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "ceremony", *args],
+        env=env if env is not None else clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def events(workspace: Path) -> list[dict]:
+    """Transcript events (sealed transcript, then what was recorded after sealing)."""
+    found = []
+    for path in (workspace / "transcript.jsonl", workspace / ".after-seal" / "transcript.jsonl"):
+        if path.exists():
+            found += [json.loads(line) for line in path.read_text().splitlines()]
+    return found
+
+
+@dataclass(frozen=True)
+class Rehearsed:
+    """A finished `ceremony rehearse` run."""
+
+    root: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    @property
+    def archive(self) -> Path:
+        return self.workspace / "archive.tar"
+
+
+@functools.cache
+def shared_rehearsal() -> Rehearsed:
+    """One full rehearsal with the fixed PINs, shared by every test of the session."""
+    base = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    root = base / "r"
+    done = ceremony("rehearse", "--out", str(root), env=clean_env(**PINS))
+    return Rehearsed(root, done.returncode, done.stdout, done.stderr)
