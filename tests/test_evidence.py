@@ -272,3 +272,48 @@ def test_cli_fingerprint(sealed_ceremony: SealedCeremony) -> None:
 def test_missing_workspace_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(UsageError):
         verify_path(tmp_path / "nothing")
+
+
+def test_cli_verify_with_trusted_signer_keys(sealed_ceremony: SealedCeremony) -> None:
+    archive = str(sealed_ceremony.result.archive_path)
+    trusted = [str(p) for p in sorted((sealed_ceremony.root / "evidence/signers").glob("*.pem"))]
+    args = [a for path in trusted for a in ("--signer-key", path)]
+    assert _cli("verify", archive, *args).returncode == 0
+    partial = [a for path in trusted if "wendy" not in path for a in ("--signer-key", path)]
+    done = _cli("verify", archive, *partial)
+    assert done.returncode == 1 and "Wendy's key" in done.stderr
+
+
+def test_cli_seal(workspace_template, tmp_path) -> None:
+    root = _fresh(workspace_template, tmp_path)
+    people, quorum = workspace_template[2], workspace_template[3]
+    spec = {"people": [p.to_dict() for p in people], "quorum": quorum.to_dict()}
+    (tmp_path / "people.json").write_text(json.dumps(spec))
+    done = _cli("seal", str(root), "--people", str(tmp_path / "people.json"),
+                "--time", "2026-11-28T12:00:00Z")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    digest = hashlib.sha256((root / "archive.tar").read_bytes()).hexdigest()
+    assert digest in done.stdout.replace(" ", "").lower()
+    with tarfile.open(root / "archive.tar") as tar:
+        assert {m.mtime for m in tar.getmembers()} == {int(CEREMONY_TIME.timestamp())}
+    assert_no_secrets(root / "archive.tar", [*workspace_template[1].pins])
+    (tmp_path / "bad.json").write_text("{}")
+    done = _cli("seal", str(tmp_path), "--people", str(tmp_path / "bad.json"))
+    assert done.returncode == 2 and "not a people file" in done.stderr
+
+
+def test_a_signer_that_fails_is_named(workspace_template, tmp_path) -> None:
+    # A fake for this one branch: a token that refuses to sign (wrong PIN, card pulled).
+    root = _fresh(workspace_template, tmp_path)
+    people, quorum = workspace_template[2], workspace_template[3]
+    signers = [load_signer(p) for p in people if p.signer]
+
+    class Refusing(type(signers[1])):
+        def sign(self, payload: bytes):
+            raise OSError("token removed")
+
+    broken = Refusing.__new__(Refusing)
+    broken.__dict__.update(signers[1].__dict__)
+    with pytest.raises(RefusedError, match=r"Bob could not sign the evidence \(OSError\)"):
+        build_evidence(root, people, quorum, [signers[0], broken, *signers[2:]])
+    assert not (root / "evidence").exists() and not (root / "archive.tar").exists()

@@ -14,19 +14,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from securesystemslib.dsse import Envelope
 from securesystemslib.signer import Signer
 
 from ceremony.canonical import sha256_hex
-from ceremony.errors import RefusedError, UsageError, VerificationError
+from ceremony.errors import CeremonyError, RefusedError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import write_archive
 from ceremony.evidence.facts import read_facts
 from ceremony.evidence.secrets import require_no_secrets, scan_files
 from ceremony.evidence.statement import (
+    PAYLOAD_TYPE,
     Subject,
     build_predicate,
     envelope_bytes,
-    sign_payload,
+    sha256sums,
     statement_bytes,
 )
 from ceremony.evidence.verify import VerifyReport, verify_path
@@ -95,6 +97,12 @@ def build_evidence(
     sealed_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     chosen = list(signers) if signers is not None else [load_signer(p) for p in people if p.signer]
     signing_people = _signing_people(people, chosen)
+    result = quorum.evaluate(people, [p.key_id for p in signing_people])
+    if not result.met:
+        raise RefusedError(
+            f"Refusing to seal: {result.describe()} among the signers present.",
+            "Bring the missing signers (and their tokens or key files), then seal again.",
+        )
     predicate = build_predicate(
         facts, people, quorum, sealed_at=sealed_at, plan=plan, exceptions=exceptions
     )
@@ -104,17 +112,12 @@ def build_evidence(
     if pdf is not None:
         files[layout.REPORT_PDF] = pdf
     subjects = [Subject(name, sha256_hex(data)) for name, data in sorted(files.items())]
-
-    result = quorum.evaluate(people, [p.key_id for p in signing_people])
-    if not result.met:
-        raise RefusedError(
-            f"Refusing to seal: {result.describe()} among the signers present.",
-            "Bring the missing signers (and their tokens or key files), then seal again.",
-        )
     payload = statement_bytes(subjects, predicate)
-    envelope = sign_payload(payload, chosen)
+    envelope = Envelope(payload, PAYLOAD_TYPE, {})
+    for person, signer in zip(signing_people, chosen, strict=True):
+        _sign(envelope, person, signer)
     outputs = {
-        layout.SUMS: "".join(f"{s.sha256}  {s.name}\n" for s in subjects).encode(),
+        layout.SUMS: sha256sums(subjects),
         layout.STATEMENT: payload,
         layout.ENVELOPE: envelope_bytes(envelope),
         **{layout.signer_key_path(p.file_stem): p.public_key_pem.encode() for p in people},
@@ -196,6 +199,19 @@ def _signing_people(people: list[Person], signers: list[Signer]) -> list[Person]
             )
         chosen.append(person)
     return chosen
+
+
+def _sign(envelope: Envelope, person: Person, signer: Signer) -> None:
+    """One signature; a token or key that fails becomes an error naming the person."""
+    try:
+        envelope.sign(signer)
+    except CeremonyError:
+        raise
+    except Exception as exc:  # PKCS#11 and key libraries raise many kinds; none may leak a trace
+        raise RefusedError(
+            f"{person.name} could not sign the evidence ({type(exc).__name__}).",
+            f"Check their token or key file and the PIN in {person.pin_env_var}, then seal again.",
+        ) from exc
 
 
 def _environment_pins() -> list[str]:

@@ -14,7 +14,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import Signer
 
 from ceremony import __version__
 from ceremony.errors import VerificationError
@@ -102,12 +101,10 @@ def statement_bytes(subjects: Iterable[Subject], predicate: Mapping[str, Any]) -
     return (json.dumps(statement, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def sign_payload(payload: bytes, signers: Iterable[Signer]) -> Envelope:
-    """A DSSE envelope over `payload` with one signature per signer."""
-    envelope = Envelope(payload, PAYLOAD_TYPE, {})
-    for signer in signers:
-        envelope.sign(signer)
-    return envelope
+def sha256sums(subjects: Iterable[Subject]) -> bytes:
+    """The manifest in `sha256sum -c` format, sorted by name."""
+    rows = sorted(subjects, key=lambda s: s.name)
+    return "".join(f"{s.sha256}  {s.name}\n" for s in rows).encode()
 
 
 def envelope_bytes(envelope: Envelope) -> bytes:

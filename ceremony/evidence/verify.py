@@ -32,7 +32,13 @@ from ceremony.evidence import layout
 from ceremony.evidence.archive import parse_archive
 from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
 from ceremony.evidence.records import KekRecord
-from ceremony.evidence.statement import PAYLOAD_TYPE, parse_envelope, parse_statement
+from ceremony.evidence.statement import (
+    PAYLOAD_TYPE,
+    Subject,
+    parse_envelope,
+    parse_statement,
+    sha256sums,
+)
 from ceremony.fingerprint import public_key_der
 from ceremony.people import Person, Quorum
 
@@ -259,7 +265,7 @@ def _verify_subjects(
     }
     for name in sorted(set(files) - set(subjects) - expected_outputs):
         report.add("digest", name, False, "not covered by the signed statement (added)")
-    sums = "".join(f"{digest}  {name}\n" for name, digest in sorted(subjects.items())).encode()
+    sums = sha256sums(Subject(name, digest) for name, digest in subjects.items())
     ok = files.get(layout.SUMS) == sums
     report.add(
         "manifest", layout.SUMS, ok, "matches the statement" if ok else "differs from the statement"

@@ -1,0 +1,376 @@
+"""Tests for ceremony.runner (+ kernel, checkpoint, workspace, phases, airgap): IPC kernels, order,
+binding, one-line refusals, and resuming a killed run without a second key or import."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ceremony.airgap import check_side, network_signs, reachable
+from ceremony.checkpoint import (
+    Checkpoint,
+    CheckpointItem,
+    ask_confirmation,
+    automatic_confirmation,
+)
+from ceremony.errors import RefusedError, UsageError
+from ceremony.phases import phase, select
+from ceremony.plan import load_plan
+from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
+from ceremony.steps import begin
+from ceremony.workspace import Workspace
+from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
+
+PLAN = """
+[ceremony]
+id = "{id}"
+purpose = "Runner tests."
+
+[vault]
+url = "https://127.0.0.1:9"
+flavour = "managed-hsm"
+local_state = "vault"
+
+[kek]
+name = "kek"
+fingerprint = "{fp}"
+
+[hsm]
+module = "{module}"
+token = "{token}"
+
+[[keys]]
+name = "k1"
+type = "EC-HSM"
+curve = "P-256"
+key_ops = ["sign", "verify"]
+
+[[people]]
+name = "ada"
+role = "administrator"
+public_key = "ada.pem"
+signer = "file:ada.key"
+
+[[people]]
+name = "wanda"
+role = "witness"
+public_key = "wanda.pem"
+signer = "file:wanda.key"
+
+[quorum]
+witness = 1
+"""
+
+
+def write_plan(folder: Path, name: str = "plan.toml", **values: str) -> Path:
+    """A small valid plan; by default its HSM module is absent (an online machine)."""
+    for person in ("ada", "wanda"):
+        if not (folder / f"{person}.pem").exists():
+            key = ec.generate_private_key(ec.SECP256R1()).public_key()
+            (folder / f"{person}.pem").write_bytes(
+                key.public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    fields = {"id": "runner-test", "fp": "cd" * 32, "module": "/nonexistent/p11.so", "token": "t"}
+    path = folder / name
+    path.write_text(PLAN.format(**{**fields, **values}))
+    return path
+
+
+# -- phases, checkpoint, air gap: small rules ----------------------------------------------------
+
+
+def test_phase_selection():
+    assert [p.number for p in select("02,03")] == ["02", "03"]
+    assert [p.number for p in select("03,1-2")] == ["01", "02", "03"]
+    assert [p.number for p in select(None)] == ["00", "01", "02", "03", "04", "05"]
+    assert phase("generate").number == phase("2").number == phase("02_generate").number == "02"
+    with pytest.raises(UsageError, match="no phase"):
+        select("07")
+    with pytest.raises(UsageError, match="backwards"):
+        select("04-02")
+
+
+def checkpoint() -> Checkpoint:
+    return Checkpoint("02", "02 generate", (CheckpointItem("k1 public key", "ab" * 32),), "0f" * 32)
+
+
+def test_confirmation_needs_the_head_words_and_a_plan_witness():
+    cp = checkpoint()
+    answers = iter(["wrong words", cp.challenge.upper(), "Wanda"])
+    confirmation = ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
+    assert confirmation.witnesses == ("wanda",) and not confirmation.automatic
+    assert confirmation.to_dict(cp)["confirmed_head"] == cp.head
+    with pytest.raises(RefusedError, match="three times"):
+        ask_confirmation(cp, ["wanda"], 1, ask=lambda _: "nope")
+    answers = iter([cp.challenge, "mallory"])
+    with pytest.raises(UsageError, match="not a witness"):
+        ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
+    answers = iter([cp.challenge, "wanda"])
+    with pytest.raises(RefusedError, match="requires 2"):
+        ask_confirmation(cp, ["wanda", "walt"], 2, ask=lambda _: next(answers))
+    assert automatic_confirmation(["wanda", "walt"], 1).automatic
+
+
+def test_checkpoint_text_shows_hex_words_and_qr():
+    text = checkpoint().render_text()
+    assert "ABAB ABAB" in text and "Transcript head" in text
+    assert checkpoint().items[0].fingerprint.words.split()[0] in text
+    assert "█" in text or "▀" in text
+
+
+def test_offline_phase_refused_with_azure_credentials(tmp_path, monkeypatch):
+    plan = load_plan(write_plan(tmp_path))
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "x")
+    with pytest.raises(RefusedError, match="AZURE_CLIENT_SECRET is set"):
+        check_side(phase("02"), plan, rehearsal=False)
+    assert check_side(phase("01"), plan, rehearsal=False) is None  # online phase
+    assert "one machine" in check_side(phase("03"), plan, rehearsal=True)
+
+
+def test_reachable_vault_is_a_sign_of_network(tmp_path, monkeypatch):
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "IDENTITY_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        plan = load_plan(write_plan(tmp_path).parent / "plan.toml")
+        text = plan.path.read_text().replace("https://127.0.0.1:9", f"https://127.0.0.1:{port}")
+        plan.path.write_text(text)
+        signs = network_signs(load_plan(plan.path), home=tmp_path)
+        assert signs == ["the vault 127.0.0.1 answers from this machine"]
+    assert not reachable("127.0.0.1", port, timeout=1)
+
+
+# -- workspace binding and order ------------------------------------------------------------------
+
+
+def test_workspace_refuses_another_ceremony_and_a_changed_plan(tmp_path):
+    ws = Workspace.open(tmp_path / "ws", "ceremony-a", "1" * 64)
+    assert Workspace.open(ws.root, "ceremony-a", "1" * 64).binding == ws.binding
+    with pytest.raises(RefusedError, match="belongs to ceremony 'ceremony-a'"):
+        Workspace.open(ws.root, "ceremony-b", "1" * 64)
+    with pytest.raises(RefusedError, match="plan changed"):
+        Workspace.open(ws.root, "ceremony-a", "2" * 64)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("x")
+    with pytest.raises(RefusedError, match="not empty"):
+        Workspace.open(tmp_path / "other", "ceremony-a", "1" * 64)
+    ws.write_new("a.json", b"{}")
+    with pytest.raises(RefusedError, match="never overwrites"):
+        ws.write_new("a.json", b"{}")
+
+
+def test_cli_refuses_workspace_of_another_ceremony_in_one_line(tmp_path):
+    plan = write_plan(tmp_path)
+    Workspace.open(tmp_path / "ws", "some-other-ceremony", "0" * 64)
+    done = ceremony("run", str(plan), "--workspace", str(tmp_path / "ws"), "--rehearsal")
+    assert done.returncode == 1
+    assert done.stderr.startswith("ceremony: error: Workspace ")
+    assert "belongs to ceremony 'some-other-ceremony'" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_cli_plan_errors_exit_2_in_one_line(tmp_path):
+    plan = write_plan(tmp_path, token='t"\npin = "1234')
+    done = ceremony("plan", "check", str(plan))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "hsm.pin looks like a secret" in done.stderr
+    good = ceremony("plan", "check", str(write_plan(tmp_path, name="good.toml")))
+    assert good.returncode == 0 and "is valid" in good.stdout
+
+
+def test_real_ceremony_mode_refuses_the_local_vault(tmp_path):
+    with pytest.raises(RefusedError, match="rehearsal vault"):
+        Runner(write_plan(tmp_path), tmp_path / "ws", RunOptions())
+    with pytest.raises(RefusedError, match="mode is 'ceremony'"):
+        begin("00", write_plan(tmp_path), tmp_path / "ws2", "ceremony")
+
+
+def test_notebook_step_refuses_a_phase_out_of_order(tmp_path):
+    with pytest.raises(RefusedError, match="phase 00 preflight is not complete"):
+        begin("03", write_plan(tmp_path), tmp_path / "ws", "rehearsal")
+
+
+def test_runner_runs_preflight_then_refuses_phases_out_of_order(tmp_path):
+    out = io.StringIO()
+    options = RunOptions(phases="03", rehearsal=True, auto_confirm=True, qr=False)
+    runner = Runner(write_plan(tmp_path), tmp_path / "ws", options, out=out)
+    with pytest.raises(RefusedError, match="phase 01 kek is not complete") as info:
+        runner.run()
+    assert info.value.phase == "03"
+    assert "running phase 00 first" in out.getvalue()
+    status = phase_status(runner.ws)
+    assert set(status) == {"00"} and status["00"].confirmed
+    assert (runner.ws.root / "notebooks" / "00_preflight.ipynb").exists()
+    assert (runner.ws.root / "notebooks" / "00_preflight.html").exists()
+    assert not any(e.phase == "03" for e in runner.ws.events())
+    # Asking again for 00 does nothing: it is complete and confirmed on this machine.
+    again = Runner(runner.plan.path, runner.ws.root, RunOptions(phases="00", rehearsal=True), out)
+    assert again.run().skipped == ("00",)
+
+
+def test_missing_token_stops_the_phase_in_one_line_and_is_recorded(tmp_path):
+    from ceremony.softhsm import SoftHsm, find_module
+
+    empty = SoftHsm(tmp_path / "softhsm")
+    plan = write_plan(tmp_path, module=find_module(), token="no-such-token")
+    options = RunOptions(
+        rehearsal=True,
+        auto_confirm=True,
+        qr=False,
+        collect_pins=False,
+        kernel_env={**empty.environ(), "CEREMONY_PIN": "1234"},
+    )
+    runner = Runner(plan, tmp_path / "ws", options, out=io.StringIO())
+    with pytest.raises(Exception) as info:
+        runner.run()
+    assert info.value.phase == "00"
+    assert str(info.value).startswith("Phase 00 preflight stopped:")
+    assert "no-such-token" in str(info.value) and "\n" not in str(info.value)
+    refused = [e for e in runner.ws.events() if e.action == "phase-refused"]
+    assert len(refused) == 1 and refused[0].data["error"] == "HsmError"
+    assert (runner.ws.root / "notebooks" / "00_preflight.failed.ipynb").exists()
+
+
+# -- the kernel ------------------------------------------------------------------------------------
+
+PROBE = """
+import hashlib, json, os, stat
+from ipykernel import get_connection_file
+info = json.load(open(get_connection_file()))
+ports = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+sockets = [f"{info['ip']}-{info[k]}" for k in ports]
+print(json.dumps({
+    "transport": info["transport"],
+    "unix_sockets": all(stat.S_ISSOCK(os.stat(s).st_mode) for s in sockets),
+    "private": oct(os.stat(os.path.dirname(info["ip"])).st_mode & 0o777),
+    "pin_sha256": hashlib.sha256(os.environ.get("CEREMONY_PIN", "").encode()).hexdigest(),
+    "inherited": os.environ.get("CEREMONY_PIN_INHERITED"),
+}))
+"""
+
+
+def test_kernel_talks_over_ipc_sockets_and_gets_pins_only_explicitly(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('plan = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(PROBE)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    source = tmp_path / "probe.ipynb"
+    nbformat.write(nb, source)
+    monkeypatch.setenv("CEREMONY_PIN_INHERITED", "must-not-reach-the-kernel")
+    out = io.StringIO()
+    output = tmp_path / "out.ipynb"
+    execute_notebook(
+        source, output, {"plan": "p"}, cwd=tmp_path, env={"CEREMONY_PIN": "4321"}, out=out
+    )
+    executed = nbformat.read(output, as_version=4)
+    result = json.loads(executed.cells[-1].outputs[0]["text"])
+    assert result == {
+        "transport": "ipc",
+        "unix_sockets": True,
+        "private": "0o700",
+        "pin_sha256": hashlib.sha256(b"4321").hexdigest(),
+        "inherited": None,
+    }
+    assert "4321" not in output.read_text()  # the PIN is no parameter and never printed
+    assert "4321" not in out.getvalue()
+
+
+# -- resume after a killed run ---------------------------------------------------------------------
+
+
+def wait_for(path: Path, action: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and f'"action":"{action}"' in path.read_text():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the rehearsal ended before {action}: {process.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no {action} within {timeout} s")
+
+
+def token_labels(root: Path) -> list[str]:
+    """Object labels on the rehearsal HSM token, listed by OpenSC's pkcs11-tool."""
+    from ceremony.softhsm import find_module
+
+    done = subprocess.run(
+        ["pkcs11-tool", "--module", find_module(), "--token-label", "byok-rehearsal", "--login",
+         "--pin", PINS["CEREMONY_PIN"], "--list-objects"],
+        env={**os.environ, "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf")},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return sorted(
+        line.split(":", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if line.strip().startswith("label:")
+    )
+
+
+def vault_versions(root: Path) -> dict[str, int]:
+    from ceremony.localvault import LocalVault
+    from ceremony.vault import connect
+
+    with LocalVault(root / "vault", managed_hsm=True):
+        client = connect(local_vault_dir=root / "vault").key_client()
+        names = [p.name for p in client.list_properties_of_keys()]
+        return {n: len(list(client.list_properties_of_key_versions(n))) for n in names}
+
+
+@pytest.mark.parametrize("kill_at", ["key-generated", "key-imported"])
+def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
+    root = tmp_path / "r"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**PINS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(root / "workspace" / "transcript.jsonl", kill_at, process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (root / "workspace" / "archive.tar").exists()
+    resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**PINS))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Rehearsal complete and verified." in resumed.stdout
+    keys = ["rehearsal-aes", "rehearsal-ec", "rehearsal-ec", "rehearsal-rsa", "rehearsal-rsa"]
+    assert token_labels(root) == keys  # private+public for RSA and EC, one AES secret key
+    versions = vault_versions(root)
+    assert versions == {"byok-kek": 1, "rehearsal-aes": 1, "rehearsal-ec": 1, "rehearsal-rsa": 1}
+    found = events(root / "workspace")
+    made = [e["data"]["name"] for e in found if e["action"] in ("key-generated", "key-adopted")]
+    assert sorted(made) == ["rehearsal-aes", "rehearsal-ec", "rehearsal-rsa"]
+    imported = [e["data"]["name"] for e in found if e["action"] == "key-imported"]
+    assert sorted(imported) == ["rehearsal-aes", "rehearsal-ec", "rehearsal-rsa"]
+
+
+def test_resume_needs_the_pins_of_the_first_run(tmp_path):
+    (tmp_path / "plan.toml").write_text("")
+    done = ceremony("rehearse", "--out", str(tmp_path), "--resume")
+    assert done.returncode == 2 and "random PINs are never stored" in done.stderr
