@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class CeremonyError(Exception):
-    """A failure the operator can act on: one sentence saying what is wrong, one saying what to do."""
+    """A failure the operator can act on: one sentence on what is wrong, one on what to do."""
 
     exit_code = 1
 

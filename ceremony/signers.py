@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner, HSMSigner, Signer
 
 from ceremony.errors import HsmError, PlanError, UsageError
+from ceremony.files import write_new
 from ceremony.hsm.pin import read_pin
 from ceremony.people import Person
 
@@ -142,14 +143,9 @@ def create_file_signing_key(path: Path, passphrase: str | None = None) -> tuple[
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise UsageError(
-            f"{path} exists already.", "Choose another path; keys are never overwritten."
-        ) from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    write_new(
+        Path(path), pem, mode=0o600, remedy="Choose another path; keys are never overwritten."
+    )
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ceremony.errors import CeremonyError, UsageError
+from ceremony.files import write_new
 from ceremony.keyspec import EC_CURVES, KEY_TYPES
 
 PIN_HELP = "The user PIN comes from CEREMONY_PIN or a hidden prompt, never from an argument."
@@ -117,10 +116,10 @@ def run_byok(args: argparse.Namespace) -> int:
     package = ByokPackage(kid.kid, ciphertext, generator)
     data = package.to_bytes()
     parse_byok(data, kek_bits=kek.bits)
-    write_exclusive(out, data)
+    write_new(out, data)
     print(f"wrote {out} ({len(ciphertext)}-byte ciphertext for KEK {kid.kid})")
     if public_out is not None and key.public_key_pem:
-        write_exclusive(public_out, key.public_key_pem.encode("ascii"))
+        write_new(public_out, key.public_key_pem.encode("ascii"))
         print(f"wrote {public_out} (public key)")
     return 0
 
@@ -177,19 +176,3 @@ def _read_file(path: Path, what: str) -> bytes:
         raise UsageError(
             f"Cannot read the {what} {path}: {exc.strerror}.", "Check the path."
         ) from exc
-
-
-def write_exclusive(path: Path, data: bytes) -> None:
-    """Write all of `data` to a new file, or nothing: a temporary file linked into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError as exc:
-            raise UsageError(f"{path} exists already.", "Choose a new output name.") from exc
-    finally:
-        os.unlink(tmp)

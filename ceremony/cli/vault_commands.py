@@ -90,8 +90,8 @@ def _print_kek(kek: Any, written: tuple[Path, ...] = ()) -> None:
 
 
 def kek_create(args: argparse.Namespace) -> int:
+    from ceremony.files import refuse_existing
     from ceremony.vault import create_kek, write_kek
-    from ceremony.vault.files import refuse_existing
     from ceremony.vault.kek import kek_json_path
 
     if args.out:
@@ -102,8 +102,8 @@ def kek_create(args: argparse.Namespace) -> int:
 
 
 def kek_fetch(args: argparse.Namespace) -> int:
+    from ceremony.files import refuse_existing
     from ceremony.vault import fetch_kek, write_kek
-    from ceremony.vault.files import refuse_existing
     from ceremony.vault.kek import kek_json_path
 
     refuse_existing(args.out, kek_json_path(args.out))
@@ -168,13 +168,13 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def import_key(args: argparse.Namespace) -> int:
+    from ceremony.files import refuse_existing
     from ceremony.vault import (
         import_and_prove,
         import_record_path,
         load_public_key,
         write_import_record,
     )
-    from ceremony.vault.files import refuse_existing
 
     record_path = args.record or import_record_path(args.byok.parent, args.name)
     refuse_existing(record_path)

@@ -7,11 +7,11 @@ mode 0644, USTAR. The reader refuses anything a writer of ours would not produce
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
 from ceremony.errors import UsageError, VerificationError
+from ceremony.files import write_new
 
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
@@ -37,16 +37,7 @@ def archive_bytes(files: dict[str, bytes], mtime: int) -> bytes:
 def write_archive(files: dict[str, bytes], mtime: int, out: Path) -> bytes:
     """Write the archive create-exclusively (an existing archive is never replaced)."""
     data = archive_bytes(files, mtime)
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError as exc:
-        raise UsageError(
-            f"{out} exists already.", "An archive is never overwritten; move it away first."
-        ) from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_new(out, data, remedy="An archive is never overwritten; move the old one away first.")
     return data
 
 

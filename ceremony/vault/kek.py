@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from ceremony.errors import RefusedError, UsageError, VaultError
+from ceremony.files import refuse_existing, write_new
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key
 from ceremony.keyspec import RSA_SIZES
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
-from ceremony.vault.files import refuse_existing, write_new
 from ceremony.vault.publickey import public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:

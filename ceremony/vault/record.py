@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ceremony.errors import VerificationError
+from ceremony.files import write_new
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.vault.connect import VaultConnection
-from ceremony.vault.files import write_new
 from ceremony.vault.importer import ImportOptions, ImportResult, import_byok
 from ceremony.vault.proof import (
     PossessionProof,
