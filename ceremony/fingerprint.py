@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import qrcode
 import qrcode.constants
-from cryptography.hazmat.primitives import serialization
 
 from ceremony.errors import UsageError
 from ceremony.pgp_words import EVEN_WORDS, ODD_WORDS
+from ceremony.publickey import load_any_public_key, spki_der
 
 _WORD_VALUES = (
     {word.lower(): value for value, word in enumerate(EVEN_WORDS)},
@@ -171,19 +171,12 @@ def public_key_der(pem_or_der: bytes | str) -> bytes:
 
     Re-encodes through pyca/cryptography so that equal keys give equal bytes whatever the
     input form; refuses anything that is not a public key."""
-    data = pem_or_der.encode() if isinstance(pem_or_der, str) else bytes(pem_or_der)
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_der_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            "The data is not a public key in PEM or DER SubjectPublicKeyInfo form.",
+    return spki_der(
+        load_any_public_key(
+            pem_or_der,
+            "data",
             "Give the public key file (for example from `az keyvault key download`).",
-        ) from exc
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
 
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
-from ceremony.errors import PlanError, UsageError
+from ceremony.errors import PlanError, RefusedError, UsageError
 from ceremony.people import Person, Quorum, check_people
 from ceremony.signers import (
     create_file_signing_key,
@@ -125,7 +125,7 @@ def _sign_and_verify(person: Person) -> None:
 def test_file_signer(tmp_path: Path, monkeypatch) -> None:
     reference, pem = create_file_signing_key(tmp_path / "plain.key")
     _sign_and_verify(Person("Plain", "witness", pem, reference))
-    with pytest.raises(UsageError, match="exists already"):
+    with pytest.raises(RefusedError, match="already exists"):
         create_file_signing_key(tmp_path / "plain.key")
     assert (tmp_path / "plain.key").stat().st_mode & 0o777 == 0o600
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ceremony.errors import UsageError
+from ceremony.publickey import load_public_key, spki_der
 
 MIN_KEK_BITS = 2048
 
@@ -27,16 +27,9 @@ class KekPublicKey:
 
 def load_kek(data: bytes) -> KekPublicKey:
     """Parse a SubjectPublicKeyInfo (PEM or DER); refuse anything but RSA of 2048 bits or more."""
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_der_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            "The KEK file is not a public key in SubjectPublicKeyInfo PEM or DER form.",
-            "Use the file written by `az keyvault key download` for the KEK.",
-        ) from exc
+    key = load_public_key(
+        data, "KEK file", "Use the file written by `az keyvault key download` for the KEK."
+    )
     if not isinstance(key, rsa.RSAPublicKey):
         raise UsageError(
             "The KEK is not an RSA public key; Azure's KEK is always RSA-HSM.",
@@ -48,7 +41,4 @@ def load_kek(data: bytes) -> KekPublicKey:
             "Create the KEK as RSA-HSM 2048, 3072 or 4096 with key_ops import.",
         )
     numbers = key.public_numbers()
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return KekPublicKey(numbers.n, numbers.e, key.key_size, der)
+    return KekPublicKey(numbers.n, numbers.e, key.key_size, spki_der(key))

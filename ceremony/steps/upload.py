@@ -161,7 +161,7 @@ def public_jwk(pem: bytes) -> dict[str, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from ceremony.vault import load_public_key
-    from ceremony.vault.publickey import curve_name
+    from ceremony.publickey import curve_name
 
     public = load_public_key(pem, "the vault's public key")
     if isinstance(public, rsa.RSAPublicKey):

@@ -29,7 +29,7 @@ from ceremony.vault.proof import (
     prove_asymmetric,
     prove_symmetric,
 )
-from ceremony.vault.publickey import load_public_key, public_key_from_jwk, spki_pem
+from ceremony.publickey import load_public_key, public_key_from_jwk, spki_pem
 from ceremony.vault.record import (
     ImportOutcome,
     import_and_prove,

@@ -24,7 +24,7 @@ from ceremony.errors import RefusedError, UsageError, VaultError
 from ceremony.keyspec import AES_SIZES, EC_CURVES, KEY_TYPES
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
 from ceremony.vault.kek import Kek, kek_from_key
-from ceremony.vault.publickey import PublicKey, public_key_from_jwk, spki_der
+from ceremony.publickey import PublicKey, public_key_from_jwk, spki_der
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient, KeyVaultKey

@@ -18,7 +18,7 @@ from ceremony.files import refuse_existing, write_new
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key
 from ceremony.keyspec import RSA_SIZES
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
-from ceremony.vault.publickey import public_key_from_jwk, spki_pem
+from ceremony.publickey import public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey

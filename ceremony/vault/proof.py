@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from ceremony.errors import RefusedError, VerificationError
 from ceremony.vault.connect import VaultConnection, vault_errors
-from ceremony.vault.publickey import (
+from ceremony.publickey import (
     PublicKey,
     curve_name,
     describe_public_key,

@@ -30,7 +30,7 @@ from ceremony.vault.proof import (
     prove_asymmetric,
     prove_symmetric,
 )
-from ceremony.vault.publickey import PublicKey, curve_name, public_key_from_jwk, spki_pem
+from ceremony.publickey import PublicKey, curve_name, public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey

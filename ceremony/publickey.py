@@ -1,7 +1,7 @@
-"""vault.publickey: the public half of a vault key as pyca/cryptography objects and SPKI bytes.
+"""publickey: RSA and EC public keys read from PEM, DER or a vault's JWK, and written as SPKI.
 
-Pure functions over the SDK's JsonWebKey; the PEM is byte-identical to `az keyvault key download`.
-Never sees private material: a JWK from the vault carries none.
+Pure functions; the PEM is byte-identical to `az keyvault key download`. Never sees private
+material: a JWK from the vault carries none, and loading refuses anything but a public key.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from ceremony.errors import UsageError, VaultError
 
@@ -46,7 +47,7 @@ def public_key_from_jwk(jwk: JsonWebKey) -> PublicKey:
     raise VaultError(f"A {kty} key has no public half.", "Compare oct keys by a wrap round trip.")
 
 
-def spki_der(key: PublicKey) -> bytes:
+def spki_der(key: PublicKeyTypes) -> bytes:
     """SubjectPublicKeyInfo DER: the bytes a fingerprint is taken over."""
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -60,20 +61,32 @@ def spki_pem(key: PublicKey) -> bytes:
     )
 
 
-def load_public_key(data: bytes, source: str = "public key") -> PublicKey:
-    """Read an RSA or EC public key from SPKI PEM or DER (what the HSM phase writes)."""
+def load_any_public_key(
+    data: bytes | str,
+    source: str = "public key",
+    remedy: str = "Give the keys/<name>.pub.pem file the HSM phase wrote.",
+) -> PublicKeyTypes:
+    """Read a public key of any type from SubjectPublicKeyInfo PEM or DER; refuse anything else."""
+    data = data.encode() if isinstance(data, str) else bytes(data)
     try:
         if data.lstrip().startswith(b"-----"):
-            key = serialization.load_pem_public_key(data)
-        else:
-            key = serialization.load_der_public_key(data)
-    except ValueError:
+            return serialization.load_pem_public_key(data)
+        return serialization.load_der_public_key(data)
+    except (ValueError, TypeError):
         raise UsageError(
-            f"{source} is not a PEM or DER SubjectPublicKeyInfo.",
-            "Give the keys/<name>.pub.pem file the HSM phase wrote.",
+            f"The {source} is not a public key in PEM or DER SubjectPublicKeyInfo form.", remedy
         ) from None
+
+
+def load_public_key(
+    data: bytes | str,
+    source: str = "public key",
+    remedy: str = "Give the keys/<name>.pub.pem file the HSM phase wrote.",
+) -> PublicKey:
+    """Read an RSA or EC public key (the kinds Azure imports) from SPKI PEM or DER."""
+    key = load_any_public_key(data, source, remedy)
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise UsageError(f"{source} is neither RSA nor EC.", "Give an RSA or EC public key.")
+        raise UsageError(f"The {source} is neither RSA nor EC.", "Give an RSA or EC public key.")
     return key
 
 
