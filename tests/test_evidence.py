@@ -90,7 +90,10 @@ def test_dsse_envelope_verifies_with_securesystemslib_alone(
         for p in root.rglob("*")
         if p.is_file() and not p.relative_to(root).as_posix().startswith((".", "evidence/"))
     } - {"archive.tar"}
-    assert on_disk | {"evidence/report.html"} == set(subjects)
+    reports = {"evidence/report.html"} | (
+        {"evidence/report.pdf"} if (root / "evidence/report.pdf").exists() else set()
+    )
+    assert on_disk | reports == set(subjects)
     predicate = statement["predicate"]
     assert (
         predicate["transcript"]["head"]
