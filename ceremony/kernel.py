@@ -6,15 +6,37 @@ to the kernel only through its environment. Never writes a PIN into a file, para
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
 PIN_PREFIX = "CEREMONY_PIN"
+SOCKET_PREFIX = "ceremony-kernel-"
+
+
+def _remove_stale_socket_dirs() -> None:
+    """Socket directories left by a runner that was killed (its PID is gone) are removed."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SOCKET_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SOCKET_PREFIX).split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # removed meanwhile by another cleaner, or not ours
+            continue
 
 
 class IpcKernelManager(AsyncKernelManager):
@@ -24,6 +46,12 @@ class IpcKernelManager(AsyncKernelManager):
         value_trait=Unicode(), help="Variables added to the kernel's environment only."
     ).tag(config=True)
 
+    @default("shutdown_wait_time")
+    def _default_shutdown_wait_time(self) -> float:
+        # A phase's kernel has written and recorded everything before the notebook ends; do not
+        # wait seconds for it to exit after the last cell.
+        return 1.0
+
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
@@ -32,8 +60,36 @@ class IpcKernelManager(AsyncKernelManager):
     def _default_ip(self) -> str:
         # Socket files are <ip>-<port>; a short private directory keeps them under the Unix
         # socket path limit and out of reach of other users.
-        self._socket_dir = tempfile.mkdtemp(prefix="ceremony-kernel-")
+        _remove_stale_socket_dirs()
+        self._socket_dir = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-")
         return os.path.join(self._socket_dir, "k")
+
+    async def _async_start_kernel(self, **kw: Any) -> None:
+        warm = POOL.take(dict(self.extra_env), Path.cwd())
+        if warm is None:
+            await self.cold_start(**kw)
+            return
+        self._adopt(warm)
+
+    async def cold_start(self, **kw: Any) -> None:
+        """Launch a new kernel process (what the pool does ahead of time)."""
+        await super()._async_start_kernel(**kw)
+
+    def _adopt(self, warm: IpcKernelManager) -> None:
+        """Take over a kernel the pool started ahead: its process, sockets and connection file."""
+        self._attempted_start = True
+        self.kernel_id = warm.kernel_id
+        self.connection_file = warm.connection_file
+        self.load_connection_info(warm.get_connection_info())
+        self._socket_dir = warm._socket_dir
+        self._launch_args = warm._launch_args
+        self.provisioner = warm.provisioner
+        self.provisioner.parent = self
+        warm._close_control_socket()
+        warm.provisioner = None
+        self._connect_control_socket()
+
+    start_kernel = _async_start_kernel
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.
@@ -42,11 +98,121 @@ class IpcKernelManager(AsyncKernelManager):
         env.update(self.extra_env)
         return await super()._async_pre_start_kernel(env=env, **kw)
 
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        """Ask the kernel to exit and let the pool reap it, instead of waiting here.
+
+        A phase's kernel has recorded everything before its notebook ends; waiting for the
+        process to exit would only delay the checkpoint. A kernel that does not exit within
+        shutdown_wait_time is killed by the reaper."""
+        if restart or now or not self.owns_kernel or self.provisioner is None:
+            await super()._async_shutdown_kernel(now=now, restart=restart)
+            return
+        self.shutting_down = True
+        process = self.provisioner.process
+        await self._async_request_shutdown()
+        socket_dir, self._socket_dir = getattr(self, "_socket_dir", None), None
+        await self._async_cleanup_resources()
+        self.provisioner = None
+        POOL.reap(process, socket_dir, self.shutdown_wait_time)
+
+    shutdown_kernel = _async_shutdown_kernel
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
         socket_dir = getattr(self, "_socket_dir", None)
         if socket_dir and not restart:
             shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+class KernelPool:
+    """Kernels started one phase ahead, while the current phase runs: this saves each phase the
+    kernel's start-up and the import of the workbook (nothing else runs in them beforehand)."""
+
+    WARM_UP = "import ceremony.steps, ceremony.evidence, ceremony.vault, ceremony.hsm"
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._next: Future | None = None
+        self._reapers: list[threading.Thread] = []
+        self._key: tuple = ()
+        self._remaining = 0
+
+    @staticmethod
+    def _key_of(env: dict[str, str], cwd: Path) -> tuple:
+        return (tuple(sorted(env.items())), os.path.realpath(cwd))
+
+    def prepare(self, env: dict[str, str], cwd: Path, count: int) -> None:
+        """Keep a kernel with this environment and directory ready for the next `count` phases."""
+        if self._next is not None and self._key == self._key_of(env, cwd):
+            self._remaining = count  # already starting one for exactly these phases
+            return
+        self.close()
+        self._key, self._remaining = self._key_of(env, cwd), count
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kernel")
+        self._refill(dict(env), cwd)
+
+    def _refill(self, env: dict[str, str], cwd: Path) -> None:
+        if self._remaining > 0 and self._executor is not None:
+            self._next = self._executor.submit(self._start, env, cwd)
+
+    def take(self, env: dict[str, str], cwd: Path) -> IpcKernelManager | None:
+        """The ready kernel when it was made for exactly this environment and directory."""
+        if self._next is None or self._key != self._key_of(env, cwd):
+            return None
+        future, self._next = self._next, None
+        self._remaining -= 1
+        self._refill(dict(env), cwd)
+        try:
+            return future.result()
+        except Exception:  # a failed early start falls back to an ordinary start
+            return None
+
+    def reap(self, process: Any, socket_dir: str | None, grace: float) -> None:
+        """Wait for a kernel process to exit in the background; kill it after `grace` seconds."""
+
+        def wait() -> None:
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if socket_dir:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+
+        self._reapers = [t for t in self._reapers if t.is_alive()]
+        thread = threading.Thread(target=wait, name="kernel-reaper", daemon=True)
+        thread.start()
+        self._reapers.append(thread)
+
+    def close(self) -> None:
+        """Stop a kernel nobody took and the pool's thread; wait for exiting kernels."""
+        future, self._next, self._remaining = self._next, None, 0
+        if future is not None:
+            with contextlib.suppress(Exception):  # it never started: nothing to stop
+                asyncio.run(future.result().shutdown_kernel(now=True))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for thread in self._reapers:
+            thread.join()
+        self._reapers = []
+
+    def _start(self, env: dict[str, str], cwd: Path) -> IpcKernelManager:
+        km = IpcKernelManager(kernel_name="python3", extra_env=env)
+        asyncio.run(km.cold_start(cwd=str(cwd)))
+        client = km.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            client.execute(self.WARM_UP, silent=True, store_history=False)
+            client.get_shell_msg(timeout=60)
+        finally:
+            client.stop_channels()
+        return km
+
+
+POOL = KernelPool()
+atexit.register(POOL.close)  # kernels exiting in the background are reaped before we exit
 
 
 def kernel_config(extra_env: dict[str, str] | None = None) -> dict[str, Any]:

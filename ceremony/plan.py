@@ -299,7 +299,6 @@ class PersonPlan:
 
     name: str
     role: str
-    public_key_path: Path
     public_key_pem: str
     signer: str
 
@@ -343,7 +342,15 @@ class PersonPlan:
                 f"Plan field people[{index}] ({name}).public_key: {path} is not a PEM public key.",
                 "Export the public key as a SubjectPublicKeyInfo PEM.",
             ) from None
-        return cls(name, role, path, pem, signer)
+        from ceremony.signers import parse_reference
+
+        try:
+            parse_reference(signer)
+        except CeremonyError as exc:
+            raise PlanError(
+                f"Plan field people[{index}] ({name}).signer: {exc.message}", exc.remedy
+            ) from None
+        return cls(name, role, pem, signer)
 
     def to_person(self):
         """The evidence module's view of this person."""
@@ -366,14 +373,8 @@ class Plan:
     people: tuple[PersonPlan, ...]
     quorum: Mapping[str, int]
 
-    def key(self, name: str) -> KeyPlan:
-        return next(k for k in self.keys if k.name == name)
-
     def with_role(self, role: str) -> tuple[PersonPlan, ...]:
         return tuple(p for p in self.people if p.role == role)
-
-    def person(self, name: str) -> PersonPlan | None:
-        return next((p for p in self.people if p.name == name), None)
 
     def to_people(self) -> tuple[list, Any]:
         """People and quorum as the evidence module takes them."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, NoReturn, TextIO
 
 from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
-from ceremony.phases import Phase
+from ceremony.phases import PHASES, Phase
 from ceremony.workspace import Workspace
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -139,35 +141,40 @@ def _tamper(ws: Workspace, name: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def _provision(root: Path, chosen: Drill | None, say: Callable[[str], None]) -> tuple[dict, list]:
-    """Throwaway tokens: one for the keys, one signing token per person. Returns the kernels'
-    environment (PINs included, for the drill's absent signer left out) and the people."""
+def _new_pins(chosen: Drill | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Every PIN of the rehearsal, and those the kernels get (the drill's absent signer's not)."""
+    pins = {"CEREMONY_PIN": _pin("CEREMONY_PIN")}
+    pins |= {person_variable(n): _pin(person_variable(n)) for n, _ in PEOPLE}
+    absent = person_variable(chosen.absent_signer) if chosen and chosen.absent_signer else None
+    return pins, {k: v for k, v in pins.items() if k != absent}
+
+
+def _provision(root: Path, pins: dict[str, str], say: Callable[[str], None]) -> list[dict]:
+    """Throwaway tokens: one for the keys, one signing token per person; returns the people."""
+    from ceremony.hsm.module import load_module
     from ceremony.signers import create_token_signing_key
     from ceremony.softhsm import SoftHsm
 
     softhsm = SoftHsm(root / "softhsm")
     softhsm.activate()
-    env = {**softhsm.environ(), "CEREMONY_PIN": _pin("CEREMONY_PIN")}
-    softhsm.create_token(HSM_TOKEN, env["CEREMONY_PIN"])
+    load_module(softhsm.module_path)  # tokens are then made in this process, not in children
+    softhsm.create_token(HSM_TOKEN, pins["CEREMONY_PIN"])
     people = []
     (root / "people").mkdir(mode=0o700)
     for name, role in PEOPLE:
-        pin = _pin(person_variable(name))
+        pin = pins[person_variable(name)]
         softhsm.create_token(name, pin)
         reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
         (root / "people" / f"{name}.pub.pem").write_text(public_pem)
         person = {"name": name, "role": role, "public_key": f"people/{name}.pub.pem"}
         people.append({**person, "signer": reference})
-        if not (chosen and chosen.absent_signer == name):
-            env[person_variable(name)] = pin
     names = ", ".join(n for n, _ in PEOPLE)
     say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
-    return env, people
+    return people
 
 
 def _resumed_environment(root: Path) -> dict[str, str]:
     """A resumed rehearsal needs the PINs of the first run, which only the environment can hold."""
-    from ceremony.softhsm import SoftHsm
 
     if not (root / "plan.toml").exists():
         raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
@@ -178,9 +185,7 @@ def _resumed_environment(root: Path) -> dict[str, str]:
             f"Cannot resume: {', '.join(missing)} not set, and random PINs are never stored.",
             "Resume only rehearsals started with CEREMONY_PIN and CEREMONY_PIN_<NAME> set.",
         )
-    softhsm = SoftHsm(root / "softhsm")
-    softhsm.activate()
-    return {**softhsm.environ(), **{v: os.environ[v] for v in variables}}
+    return {v: os.environ[v] for v in variables}
 
 
 def rehearse(
@@ -193,9 +198,6 @@ def rehearse(
     """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must.
 
     `resume` continues a rehearsal that was interrupted (its PINs must be in the environment)."""
-    from ceremony.localvault import LocalVault
-    from ceremony.runner import Runner, RunOptions
-
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
         raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
@@ -205,19 +207,59 @@ def rehearse(
         print(text, file=stream, flush=True)
 
     say(f"Rehearsal in {root}" + (f" — drill {chosen.name}" if chosen else ""))
+    # Import the notebook machinery while the tokens and the vault are set up.
+    from ceremony.runner import load_papermill
+
+    threading.Thread(target=load_papermill, daemon=True).start()
+    from ceremony.kernel import POOL
+    from ceremony.softhsm import SoftHsm
+
     if resume:
-        env, people = _resumed_environment(root), None
+        pins = kernel_pins = _resumed_environment(root)
     else:
-        env, people = _provision(root, chosen, say)
+        pins, kernel_pins = _new_pins(chosen)
+        (root / "workspace").mkdir(mode=0o700)
+    env = {**SoftHsm(root / "softhsm").environ(), **kernel_pins}
+    # The first phase's kernel starts now, while the tokens and the vault are set up.
+    POOL.prepare(env, root / "workspace", count=len(PHASES))
+    try:
+        return _rehearse(root, chosen, pins, env, resume, say, stream)
+    finally:
+        POOL.close()
+
+
+def _rehearse(
+    root: Path,
+    chosen: Drill | None,
+    pins: dict[str, str],
+    env: dict[str, str],
+    resume: bool,
+    say: Callable[[str], None],
+    stream: TextIO,
+) -> RehearsalResult:
+    from ceremony.localvault import LocalVault
+    from ceremony.runner import Runner, RunOptions
+
     faults = chosen.vault_faults if chosen else ()
-    with LocalVault(root / "vault", managed_hsm=True, faults=faults) as vault:
+    with ThreadPoolExecutor(1) as helper:
+        # The tokens are made while the vault starts and creates its KEK.
+        people = None if resume else helper.submit(_provision, root, pins, say)
+        vault = LocalVault(root / "vault", managed_hsm=True, faults=faults).start()
+        try:
+            kek = None if resume else _create_kek(root, vault.url, say)
+            people = people.result() if people is not None else None
+        except BaseException:
+            vault.stop()
+            raise
+    with vault:
         if people is not None:
-            _write_plan(root, vault.url, people, chosen, say)
+            _write_plan(root, vault.url, people, kek, chosen)
         options = RunOptions(
             rehearsal=True,
             auto_confirm=True,
             kernel_env=env,
             collect_pins=False,
+            warm_kernels=True,
             after_phase=_drill_hook(chosen),
         )
         runner = Runner(root / "plan.toml", root / "workspace", options, out=stream)
@@ -237,15 +279,19 @@ def rehearse(
     return _verify(root, runner.ws, say)
 
 
-def _write_plan(
-    root: Path, url: str, people: list, chosen: Drill | None, say: Callable[[str], None]
-) -> None:
-    """A KEK in the local vault, and the sample plan that names it (and the people)."""
-    from ceremony.softhsm import find_module
+def _create_kek(root: Path, url: str, say: Callable[[str], None]) -> Any:
+    """The key exchange key, made in the local vault as a vault owner would."""
     from ceremony.vault import connect, create_kek
 
     kek = create_kek(connect(local_vault_dir=root / "vault"), KEK_NAME)
     say(f"Local Managed HSM at {url}; KEK {kek.kid}")
+    return kek
+
+
+def _write_plan(root: Path, url: str, people: list, kek: Any, chosen: Drill | None) -> None:
+    """The sample plan: the local vault and its KEK, the token, the people."""
+    from ceremony.softhsm import find_module
+
     fingerprint = kek.fingerprint.hex
     if chosen and chosen.wrong_fingerprint:
         fingerprint = secrets.token_hex(32)

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,9 +29,11 @@ from ceremony.checkpoint import (
     automatic_confirmation,
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.files import write_new
+from ceremony.kernel import POOL
 from ceremony.phases import PHASES, Phase, select
 from ceremony.plan import Plan, load_plan
-from ceremony.workspace import AFTER_SEAL_DIR, COMPLETED, Workspace, write_new
+from ceremony.workspace import AFTER_SEAL_DIR, COMPLETED, Workspace
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 STAGING_DIR = ".run"
@@ -59,6 +62,8 @@ class RunOptions:
     kernel_env: dict[str, str] = field(default_factory=dict, repr=False)
     # False: kernel_env holds every PIN the kernels get (no environment, no prompts).
     collect_pins: bool = True
+    # Start each phase's kernel while the phase before runs (needs collect_pins False).
+    warm_kernels: bool = False
     ask: Callable[[str], str] = input
     after_phase: Callable[[Phase, Workspace], None] | None = None
 
@@ -126,6 +131,8 @@ class Runner:
             )
         self.ws = Workspace.open(workspace, self.plan.ceremony.id, self.plan.sha256)
         self.actor = self.plan.with_role("administrator")[0].name
+        self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
+        self._renders: list[Future] = []
 
     @property
     def mode(self) -> str:
@@ -140,13 +147,27 @@ class Runner:
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
             selected.insert(0, PHASES[0])
-        for phase in selected:
-            try:
-                self._run_phase(phase, ran, skipped)
-            except CeremonyError as exc:
-                exc.phase = phase.number  # type: ignore[attr-defined]
-                raise
+        if self.options.warm_kernels and not self.options.collect_pins:
+            status = phase_status(self.ws)
+            pending = [p for p in selected if p.number not in status]
+            POOL.prepare(self.options.kernel_env, self.ws.root, len(pending))
+        try:
+            for phase in selected:
+                try:
+                    self._run_phase(phase, ran, skipped)
+                except CeremonyError as exc:
+                    exc.phase = phase.number  # type: ignore[attr-defined]
+                    raise
+        finally:
+            POOL.close()
+            self._finish_renders()
         return RunReport(tuple(ran), tuple(skipped), self.ws.root)
+
+    def _finish_renders(self) -> None:
+        """Wait for the HTML renderings of the executed notebooks (raising their errors)."""
+        pending, self._renders = self._renders, []
+        for future in pending:
+            future.result()
 
     def _run_phase(self, phase: Phase, ran: list[str], skipped: list[str]) -> None:
         status = phase_status(self.ws).get(phase.number, PhaseStatus())
@@ -191,6 +212,8 @@ class Runner:
         self.ws.transcript.append(phase.number, self.actor, action, data)
 
     def _execute(self, phase: Phase) -> None:
+        if phase is PHASES[-1]:
+            self._finish_renders()  # everything sealed must be on disk first
         note = check_side(phase, self.plan, rehearsal=self.options.rehearsal)
         self.say(f"\n=== Phase {phase.title} — {phase.purpose}")
         if note:
@@ -239,7 +262,9 @@ class Runner:
             target = folder / f"{stem}.{attempt}.ipynb"
         data = output.read_bytes()
         write_new(target, data)
-        write_new(target.with_suffix(".html"), render_html(data))
+        # The HTML rendering runs beside the next phase; it must exist before the seal.
+        html = target.with_suffix(".html")
+        self._renders.append(self._renderer.submit(lambda: write_new(html, render_html(data))))
         output.unlink()
         return target
 
@@ -322,6 +347,17 @@ class _OutputLog(logging.Handler):
             print(f"  | {line}" if not line.startswith("  .") else line, file=self.out, flush=True)
 
 
+def load_papermill() -> Any:
+    """papermill, imported without a cost nothing here needs: jsonschema builds an RFC 3987
+    grammar (~1 s, when rfc3987_syntax is installed) only to check "iri" formats, which no
+    notebook schema uses. This process then checks no IRI formats at all."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import papermill
+
+    return papermill
+
+
 def execute_notebook(
     source: Path,
     output: Path,
@@ -332,7 +368,7 @@ def execute_notebook(
     out: TextIO,
 ) -> None:
     """Run one notebook with papermill on an IPC kernel; raise NotebookFailed with its error."""
-    import papermill
+    papermill = load_papermill()
     from papermill.exceptions import PapermillExecutionError
 
     from ceremony.kernel import kernel_config

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ceremony.errors import RefusedError, UsageError
+from ceremony.files import write_new
 from ceremony.phases import BY_NUMBER, Phase, predecessors
 
 BINDING_FILE = "ceremony.json"
@@ -24,6 +23,7 @@ ARCHIVE_FILE = "archive.tar"
 # The archive cannot hold the record of its own sealing: what happens after it goes here.
 AFTER_SEAL_DIR = ".after-seal"
 COMPLETED = "phase-completed"
+KEEP = "Keep the existing file: rerunning resumes from it. Start a new workspace to redo a phase."
 
 
 @dataclass(frozen=True)
@@ -40,31 +40,6 @@ class Binding:
             "plan_sha256": self.plan_sha256,
             "created": self.created,
         }
-
-
-def write_new(path: Path, data: bytes) -> Path:
-    """Write `data` to a new file atomically; an existing file is refused, never overwritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        raise RefusedError(
-            f"{path} already exists; a ceremony never overwrites an output.",
-            "Keep the existing file: rerunning resumes from it. Start a new workspace to redo.",
-        )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise RefusedError(
-                f"{path} appeared while it was being written.", "Run one ceremony at a time."
-            ) from None
-    finally:
-        os.unlink(tmp)
-    return path
 
 
 def host_name() -> str:
@@ -107,7 +82,7 @@ class Workspace:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         binding = Binding(ceremony_id, plan_sha256, now)
-        write_new(marker, _json_bytes(binding.to_dict()))
+        write_new(marker, _json_bytes(binding.to_dict()), remedy=KEEP)
         return cls(root, binding)
 
     def path(self, *parts: str) -> Path:
@@ -117,24 +92,8 @@ class Workspace:
         return self.path(*parts).exists()
 
     def write_new(self, relative: str, data: bytes) -> Path:
-        return write_new(self.path(relative), data)
-
-    def write_json(self, relative: str, record: Any) -> Path:
-        return self.write_new(relative, _json_bytes(record))
-
-    def read_json(self, relative: str) -> Any:
-        path = self.path(relative)
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RefusedError(
-                f"{relative} is missing from workspace {self.root}.",
-                "Run the phase that makes it first (see `ceremony phases`).",
-            ) from None
-        except ValueError as exc:
-            raise UsageError(
-                f"{path} is not valid JSON ({exc}).", "Restore it from the evidence."
-            ) from None
+        """A new workspace file, written whole; an existing one is kept, never replaced."""
+        return write_new(self.path(relative), data, remedy=KEEP)
 
     @property
     def sealed(self) -> bool:

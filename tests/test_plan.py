@@ -61,19 +61,19 @@ release_policy = "policy.json"
 name = "ada"
 role = "administrator"
 public_key = "ada.pem"
-signer = "ada-signer"
+signer = "file:ada.key"
 
 [[people]]
 name = "carol"
 role = "custodian"
 public_key = "carol.pem"
-signer = "carol-signer"
+signer = "file:carol.key"
 
 [[people]]
 name = "wanda"
 role = "witness"
 public_key = "wanda.pem"
-signer = "wanda-signer"
+signer = "file:wanda.key"
 
 [quorum]
 custodian = 1
@@ -124,7 +124,7 @@ def test_good_plan_reads_into_typed_sections(plan_dir):
     assert plan.keys[0].expires == dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
     assert plan.keys[2].release_policy == {"version": "1.0.0", "anyOf": []}
     assert plan.quorum == {"custodian": 1, "witness": 1}
-    assert plan.person("carol").pin_variable == "CEREMONY_PIN_CAROL"
+    assert plan.with_role("custodian")[0].pin_variable == "CEREMONY_PIN_CAROL"
     assert len(plan.sha256) == 64
 
 
@@ -160,6 +160,7 @@ def test_fingerprint_accepts_grouped_hex(plan_dir):
         ('public_key = "ada.pem"', 'public_key = "policy.json"', ["people[0]", "PEM"]),
         ('public_key = "ada.pem"', 'public_key = "missing.pem"', ["people[0]", "cannot read"]),
         ('name = "carol"', 'name = "ada"', ["twice"]),
+        ('signer = "file:ada.key"', 'signer = "ada@hsm"', ["people[0] (ada).signer"]),
         ('name = "carol"', 'name = "Carol Smith"', ["people[1].name"]),
         ("custodian = 1", "custodian = 2", ["quorum.custodian", "lists 1"]),
         ("witness = 1", "witness = 1\nnotary = 1", ["quorum.notary"]),

@@ -172,7 +172,7 @@ def test_workspace_refuses_another_ceremony_and_a_changed_plan(tmp_path):
     with pytest.raises(RefusedError, match="not empty"):
         Workspace.open(tmp_path / "other", "ceremony-a", "1" * 64)
     ws.write_new("a.json", b"{}")
-    with pytest.raises(RefusedError, match="never overwrites"):
+    with pytest.raises(RefusedError, match="already exists"):
         ws.write_new("a.json", b"{}")
 
 

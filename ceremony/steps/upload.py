@@ -160,8 +160,8 @@ def public_jwk(pem: bytes) -> dict[str, str]:
     """The public JWK (RFC 7517 members) of the vault key's public half."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from ceremony.vault import load_public_key
     from ceremony.publickey import curve_name
+    from ceremony.vault import load_public_key
 
     public = load_public_key(pem, "the vault's public key")
     if isinstance(public, rsa.RSAPublicKey):
