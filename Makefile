@@ -44,8 +44,9 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Each rehearsal gets a new folder under rehearsal/, so the command can be run again and again.
 rehearsal: venv
-	$(BIN)/ceremony rehearse --out rehearsal
+	$(BIN)/ceremony rehearse --out rehearsal/$$(date -u +%Y%m%dT%H%M%SZ)
 
 bench: venv
 	$(BIN)/python -m bench

@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-from pkcs11 import Attribute, Mechanism, ObjectClass
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11x
 
 from ceremony.errors import HsmError, UsageError
@@ -252,6 +252,37 @@ def test_unwrap_challenge_proves_possession_of_an_aes_key(session, self_test, so
     )
     challenge = session.random_bytes(32)
     assert session.unwrap_challenge(key.label, aes_key_wrap(value, challenge)) == challenge
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_wrap_challenge_is_rfc3394_under_the_target_key(session, self_test, software_kek, size):
+    """pyca/cryptography unwraps the HSM's blob with the key value recovered from the .byok."""
+    spec = KeySpec("oct-HSM", size=size)
+    key = session.generate(spec, f"challenge-wrap-{size}")
+    value = recover(
+        session.wrap_for_byok(key.label, software_kek.public_pem, self_test),
+        software_kek,
+        self_test,
+        spec,
+    )
+    assert_same_key(session, key, value)
+    challenge = session.random_bytes(32)
+    wrapped = session.wrap_challenge(key.label, challenge)
+    assert len(wrapped) == 40
+    assert aes_key_unwrap(value, wrapped) == challenge
+    with pytest.raises(InvalidUnwrap):
+        aes_key_unwrap(bytes(len(value)), wrapped)
+    # The challenge object is gone again: only the target key carries no label clash.
+    assert not list(session.raw.get_objects({Attribute.KEY_TYPE: KeyType.GENERIC_SECRET}))
+
+
+def test_wrap_challenge_refuses_bad_input(session):
+    session.generate(KeySpec("EC-HSM", curve="P-256"), "challenge-ec")
+    with pytest.raises(HsmError, match="not an AES key"):
+        session.wrap_challenge("challenge-ec", bytes(32))
+    session.generate(KeySpec("oct-HSM", size=128), "challenge-short")
+    with pytest.raises(HsmError, match="RFC 3394"):
+        session.wrap_challenge("challenge-short", bytes(12))
 
 
 def test_wrong_pin_is_refused(hsm_token):

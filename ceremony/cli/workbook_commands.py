@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 from ceremony.errors import UsageError
@@ -63,8 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rehearse.set_defaults(handler=run_rehearsal)
 
-    lab = subparsers.add_parser("lab", help="open the workbook's notebooks in JupyterLab")
-    lab.add_argument("--dir", type=Path, help="notebook directory (default: the workbook's)")
+    lab = subparsers.add_parser(
+        "lab",
+        help="open the workbook's notebooks in JupyterLab",
+        description="With PLAN and --workspace: prepare parameterized copies of the six phase "
+        "notebooks in WORKSPACE/lab and open them, kernels over IPC. Without: open the folder "
+        "given by --dir (default: the workbook's own notebooks, for reading).",
+    )
+    lab.add_argument("plan", type=Path, nargs="?", help="the ceremony plan (TOML)")
+    lab.add_argument("--workspace", type=Path, help="the ceremony's workspace")
+    lab.add_argument("--rehearsal", action="store_true", help="prepare them in rehearsal mode")
+    lab.add_argument("--dir", type=Path, help="notebook directory to open instead")
     lab.set_defaults(handler=open_lab)
 
 
@@ -114,20 +122,22 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
+    from ceremony.lab import lab_command, prepare_notebooks
     from ceremony.runner import NOTEBOOKS
 
-    folder = args.dir or NOTEBOOKS
+    if args.plan is not None:
+        if args.workspace is None:
+            raise UsageError("A plan needs its workspace.", "Add --workspace DIR.")
+        folder = prepare_notebooks(
+            args.plan, args.workspace, "rehearsal" if args.rehearsal else "ceremony"
+        )
+    else:
+        folder = args.dir or NOTEBOOKS
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a directory.", "Give the folder with the notebooks.")
-    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which(
-        "jupyter"
-    )
-    if jupyter is None:
-        raise UsageError("JupyterLab is not installed here.", "Run `make venv` first.")
     print(
-        "Opening JupyterLab. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell before, "
-        "or the notebooks ask for nothing and stop where a PIN is needed; set the parameters "
-        "cell (plan, workspace, mode) in each notebook."
+        f"Opening JupyterLab on {folder}. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell "
+        "first; PINs are never typed into a notebook. Checkpoints are asked in the notebooks."
     )
-    command = [jupyter, "lab", f"--notebook-dir={folder}", "--KernelManager.transport=ipc"]
-    return subprocess.call(command, env=os.environ.copy())
+    with tempfile.TemporaryDirectory(prefix="ceremony-lab-") as sockets:
+        return subprocess.call(lab_command(folder, Path(sockets)), env=os.environ.copy())

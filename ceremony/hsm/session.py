@@ -60,6 +60,10 @@ class HsmSession:
         target = self._targets.get(label) or keys.private_or_secret(self.raw, label)
         return wrap.wrap_target(self.raw, self._kek_object(kek), kek, target, label, self_test)
 
+    def wrap_challenge(self, label: str, challenge: bytes) -> bytes:
+        """AES key `label` wraps a challenge with RFC 3394, for the vault to unwrap (phase 03/04)."""
+        return wrap.wrap_challenge(self.raw, label, challenge)
+
     def unwrap_challenge(self, label: str, wrapped: bytes) -> bytes:
         """AES key `label` unwraps an RFC 3394 challenge (proof of possession of AES keys)."""
         return wrap.unwrap_challenge(self.raw, label, wrapped)

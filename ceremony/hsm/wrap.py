@@ -1,4 +1,4 @@
-"""hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM, and the AES proof-of-possession unwrap.
+"""hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM, and the AES proof-of-possession challenges.
 
 Owns the ephemeral AES key's whole life (made, used, destroyed); the target key never leaves the
 HSM in plaintext and no key value is ever returned, except a non-secret challenge.
@@ -89,10 +89,8 @@ def unwrap_challenge(session: Any, label: str, wrapped: bytes) -> bytes:
 
     The value is a challenge chosen for the proof of possession, not a secret of the ceremony.
     """
-    key = private_or_secret(session, label)
+    key = _aes_key(session, label)
     with hsm_step(f"Unwrapping the challenge with {label!r}"):
-        if key[Attribute.KEY_TYPE] != KeyType.AES:
-            raise HsmError(f"Key {label!r} is not an AES key.", "Give the label of an AES key.")
         challenge = key.unwrap_key(
             ObjectClass.SECRET_KEY,
             KeyType.GENERIC_SECRET,
@@ -105,3 +103,43 @@ def unwrap_challenge(session: Any, label: str, wrapped: bytes) -> bytes:
             return bytes(challenge[Attribute.VALUE])
         finally:
             challenge.destroy()
+
+
+def wrap_challenge(session: Any, label: str, challenge: bytes) -> bytes:
+    """AES key `label` wraps `challenge` with CKM_AES_KEY_WRAP (RFC 3394, what A*KW unwraps).
+
+    The challenge enters the HSM as a session generic secret (non-sensitive, extractable) that is
+    destroyed right after; it is a random value chosen for the proof, not a ceremony secret.
+    """
+    if len(challenge) < 16 or len(challenge) % 8:
+        raise HsmError(
+            f"A {len(challenge)}-byte challenge cannot be wrapped with RFC 3394.",
+            "Use 16 or more random bytes, a multiple of 8 (the ceremony uses 32).",
+        )
+    key = _aes_key(session, label)
+    with hsm_step("Importing the challenge as a session object"):
+        value = session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                Attribute.VALUE: challenge,
+                Attribute.TOKEN: False,
+                Attribute.SENSITIVE: False,
+                Attribute.EXTRACTABLE: True,
+            }
+        )
+    try:
+        with hsm_step(f"Wrapping the challenge with {label!r} (CKM_AES_KEY_WRAP)"):
+            return bytes(key.wrap_key(value, mechanism=Mechanism.AES_KEY_WRAP))
+    finally:
+        with hsm_step("Destroying the challenge object"):
+            value.destroy()
+
+
+def _aes_key(session: Any, label: str) -> Any:
+    key = private_or_secret(session, label)
+    with hsm_step(f"Checking {label!r} is an AES key"):
+        key_type = key[Attribute.KEY_TYPE]
+    if key_type != KeyType.AES:
+        raise HsmError(f"Key {label!r} is not an AES key.", "Give the label of an AES key.")
+    return key
