@@ -1,0 +1,31 @@
+"""The set-up files agree: environment.yml carries every dependency pyproject.toml declares."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_lists_every_pyproject_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    listed = {
+        _name(line.strip()[2:])
+        for line in (ROOT / "environment.yml").read_text().splitlines()
+        if line.strip().startswith("- ")
+    }
+    assert wanted - listed == set(), "add these to environment.yml"
+    assert {"softhsm", "opensc", "python"} <= listed
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    assert "make test" in (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci[-1].strip() == "make test"
