@@ -17,9 +17,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
 
-from ceremony.evidence.records import ImportRecord, KekRecord, KeyRecord, PreflightRecord
+from ceremony.evidence.records import (
+    ChallengeRecord,
+    ImportRecord,
+    KekRecord,
+    KeyRecord,
+    PreflightRecord,
+)
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.people import Person, Quorum
 from ceremony.signers import create_file_signing_key
@@ -144,13 +150,16 @@ def make_workspace(
         byok_bytes = json.dumps(byok).encode()
         _write(root / f"keys/{name}.byok", byok_bytes)
         transcript.append("03-wrap", "custodian-1", f"wrapped {name}", {"bytes": len(byok_bytes)})
+        if private is None:
+            challenge = _aes_challenge(name, target)
+            _write(root / f"keys/{name}.challenge.json", challenge.record.to_json())
         imported = ImportRecord(
             name=name,
             kid=f"https://contoso-byok.vault.azure.net/keys/{name}/{index + 1:032x}",
             kty=kty,
             byok_sha256=hashlib.sha256(byok_bytes).hexdigest(),
             public_key_jwk=jwk,
-            proof=_proof(private, curve),
+            proof=_proof(private, curve) if private else challenge.proof,
             imported_at="2026-11-28T11:00:00Z",
             attributes={"enabled": True, "exportable": False},
         )
@@ -182,12 +191,25 @@ def _public_jwk(public, curve: str | None) -> dict:
             "y": b64url(numbers.y.to_bytes(size, "big"))}  # fmt: skip
 
 
+@dataclass
+class AesChallenge:
+    """Phase 03's challenge record for an AES key and phase 04's unwrap proof of it."""
+
+    record: ChallengeRecord
+    proof: dict
+
+
+def _aes_challenge(name: str, key: bytes) -> AesChallenge:
+    challenge = os.urandom(32)
+    record = ChallengeRecord.of(name, challenge, aes_key_wrap(key, challenge))
+    proof = {"method": "unwrap", "algorithm": record.algorithm, "wrapped": record.wrapped,
+             "challenge_sha256": record.challenge_sha256, "unwrapped": challenge.hex(),
+             "checked_by": "tests"}  # fmt: skip
+    return AesChallenge(record, proof)
+
+
 def _proof(private, curve: str | None) -> dict:
     challenge = os.urandom(32)
-    if private is None:
-        digest = hashlib.sha256(challenge).hexdigest()
-        return {"method": "wrap", "algorithm": "A256KW", "challenge_sha256": digest,
-                "unwrapped_sha256": digest}  # fmt: skip
     algorithm = hashes.SHA384() if curve == "P-384" else hashes.SHA256()
     h = hashes.Hash(algorithm)
     h.update(challenge)

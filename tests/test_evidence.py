@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from securesystemslib.signer import SSlibKey
 
 from ceremony.errors import RefusedError, UsageError
 from ceremony.evidence import build_evidence, verify_path
-from ceremony.evidence.records import KekRecord
+from ceremony.evidence.records import ImportRecord, KekRecord
 from ceremony.signers import load_signer
 from tests.evidence_workspace import CEREMONY_TIME, make_people, make_workspace
 from tests.fixtures_evidence import SealedCeremony, assert_no_secrets
@@ -235,6 +236,48 @@ def test_wrong_kek_kid_in_byok_is_named(workspace_template, tmp_path) -> None:
     # Sealing checks itself by verifying what it wrote; a .byok for another KEK must not pass.
     with pytest.raises(Exception, match=r"keys/only-ec\.byok: wrapped for .*/kek/"):
         build_evidence(root, people, quorum)
+
+
+def _aes_workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "aes"
+    make_workspace(root, [("only-aes", "oct-HSM", 128)], kek_bits=2048)
+    return root
+
+
+def _edit_proof(root: Path, **changes) -> None:
+    path = root / "keys/only-aes.import.json"
+    record = ImportRecord.from_json(path.read_bytes())
+    path.write_bytes(replace(record, proof={**record.proof, **changes}).to_json())
+
+
+def test_aes_unwrap_proof_is_checked_against_the_challenge(workspace_template, tmp_path) -> None:
+    people, quorum = workspace_template[2], workspace_template[3]
+    good = _aes_workspace(tmp_path / "good")
+    build_evidence(good, people, quorum)
+    checks = [c for c in verify_path(good).checks if c.check == "import"]
+    assert [c.ok for c in checks] == [True] and "CKM_AES_KEY_WRAP challenge" in checks[0].detail
+
+    wrong_answer = _aes_workspace(tmp_path / "wrong-answer")
+    _edit_proof(wrong_answer, unwrapped=os.urandom(32).hex())
+    with pytest.raises(Exception, match=r"only-aes\.import\.json: what the vault unwrapped is not"):
+        build_evidence(wrong_answer, people, quorum)
+
+    other_blob = _aes_workspace(tmp_path / "other-blob")
+    _edit_proof(other_blob, wrapped=os.urandom(40).hex())
+    with pytest.raises(Exception, match="unwrapped a challenge other than the one the HSM"):
+        build_evidence(other_blob, people, quorum)
+
+    no_record = _aes_workspace(tmp_path / "no-record")
+    (no_record / "keys/only-aes.challenge.json").unlink()
+    with pytest.raises(Exception, match=r"needs keys/only-aes\.challenge\.json"):
+        build_evidence(no_record, people, quorum)
+
+    no_proof = _aes_workspace(tmp_path / "no-proof")
+    path = no_proof / "keys/only-aes.import.json"
+    record = ImportRecord.from_json(path.read_bytes())
+    path.write_bytes(replace(record, proof={"method": "none", "reason": "why"}).to_json())
+    with pytest.raises(Exception, match="no possession proof for an AES key"):
+        build_evidence(no_proof, people, quorum)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
@@ -10,7 +11,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ceremony.errors import UsageError
-from ceremony.evidence.records import ImportRecord, KekRecord, KeyRecord, PreflightRecord
+from ceremony.evidence.records import (
+    ChallengeRecord,
+    ImportRecord,
+    KekRecord,
+    KeyRecord,
+    PreflightRecord,
+)
 from ceremony.evidence.secrets import scan_bytes, secret_field
 
 KEK = KekRecord(
@@ -27,10 +34,18 @@ def test_records_round_trip() -> None:
     key = KeyRecord("k", "EC-HSM", None, "P-256", "k", "01", {"CKA_SENSITIVE": True}, "cd" * 32)
     imported = ImportRecord("k", "https://v/keys/k/1", "EC-HSM", "ef" * 32, None, {}, "t")
     preflight = PreflightRecord({"python": "3.11"}, {}, {}, None, True)
-    for record in (KEK, key, imported, preflight):
+    challenge = ChallengeRecord.of("k", b"c" * 32, b"w" * 40)
+    for record in (KEK, key, imported, preflight, challenge):
         again = type(record).from_json(record.to_json())
         assert again == record
         assert json.loads(record.to_json())["schema_version"] == 1
+
+
+def test_challenge_record_keeps_only_the_digest() -> None:
+    challenge = ChallengeRecord.of("k", b"c" * 32, b"w" * 40)
+    assert challenge.algorithm == "CKM_AES_KEY_WRAP" and challenge.wrapped == (b"w" * 40).hex()
+    assert challenge.challenge_sha256 == hashlib.sha256(b"c" * 32).hexdigest()
+    assert (b"c" * 32).hex().encode() not in challenge.to_json()
 
 
 @pytest.mark.parametrize(

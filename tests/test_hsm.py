@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 
 import pytest
@@ -141,7 +142,21 @@ def test_generate_wrap_unwrap_with_cryptography(session, self_test, software_kek
     assert (key.public_key_pem is None) == (spec.family == "AES")
     wrapped = session.wrap_for_byok(key.label, software_kek.public_pem, self_test)
     assert len(wrapped) > 256 and (len(wrapped) - 256) % 8 == 0
-    assert_same_key(session, key, recover(wrapped, software_kek, self_test, spec))
+    plain = recover(wrapped, software_kek, self_test, spec)
+    assert_same_key(session, key, plain)
+    record = key.to_evidence("target", {"token": "t"})
+    assert (record.name, record.label, record.kty) == ("target", key.label, spec.kty)
+    if spec.family == "AES":
+        assert record.public_key_sha256 is None
+    else:
+        der = (
+            serialization.load_der_private_key(plain, password=None)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        assert record.public_key_sha256 == hashlib.sha256(der).hexdigest()
 
 
 def test_rsa_4096_under_a_4096_bit_kek(session, self_test, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import tarfile
@@ -55,6 +56,26 @@ def test_every_phase_completed_and_confirmed_automatically(rehearsal):
     assert all(e["data"]["witnesses"] == ["wanda"] for e in confirmed)
     notes = [e for e in found if e["action"] == "note"]
     assert {e["phase"] for e in notes} == {"02", "03"}  # the one-machine air-gap note
+
+
+def test_aes_key_proven_by_the_vault_unwrapping_the_hsm_challenge(rehearsal):
+    """Phase 03 (HSM) wraps a challenge; phase 04 (vault only) unwraps it; the digests agree."""
+    keys, name = rehearsal.workspace / "keys", "rehearsal-aes"
+    challenge_file = (keys / f"{name}.challenge.json").read_bytes()
+    challenge = json.loads(challenge_file)
+    proof = json.loads((keys / f"{name}.import.json").read_text())["proof"]
+    assert proof["method"] == "unwrap" and proof["algorithm"] == "CKM_AES_KEY_WRAP"
+    assert proof["wrapped"] == challenge["wrapped"]
+    answer = hashlib.sha256(bytes.fromhex(proof["unwrapped"])).hexdigest()
+    assert answer == challenge["challenge_sha256"] == proof["challenge_sha256"]
+    found = events(rehearsal.workspace)
+    (wrapped,) = [e for e in found if e["action"] == "phase-completed" and e["phase"] == "03"]
+    confirmed = {i["label"]: i["sha256"] for i in wrapped["data"]["checkpoint"]}
+    assert confirmed[f"keys/{name}.challenge.json"] == hashlib.sha256(challenge_file).hexdigest()
+    # The SDK never tried an AES operation locally (it would have, with A128KW..A256KW).
+    upload = (rehearsal.workspace / "notebooks/04_upload.ipynb").read_text()
+    for text in (rehearsal.stdout, rehearsal.stderr, upload):
+        assert "operation failed" not in text
 
 
 def test_phase_kernels_ran_over_ipc(rehearsal):

@@ -167,9 +167,9 @@ def test_aes_import_proven_through_the_hsm(
                          hsm_token.module_path, "--token", hsm_token.label, "--hsm-key",
                          "aes")  # fmt: skip
     assert code == 0, err
-    assert "proven (wrap A256KW)" in out
+    assert "proven (wrap CKM_AES_KEY_WRAP)" in out
     record = ImportRecord.from_json((tmp_path / "aes.import.json").read_bytes())
-    assert record.proof["method"] == "wrap" and record.proof["algorithm"] == "A256KW"
+    assert record.proof["method"] == "wrap" and record.proof["algorithm"] == "CKM_AES_KEY_WRAP"
     assert record.proof["challenge_sha256"] == record.proof["unwrapped_sha256"]
     assert record.public_key_jwk is None
 

@@ -10,34 +10,46 @@ from pathlib import Path
 import pytest
 from azure.keyvault.keys import KeyVaultKey
 from azure.keyvault.keys._generated.models import KeyAttributes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony.errors import RefusedError, UsageError
 from ceremony.evidence.records import KekRecord
 from ceremony.fingerprint import Fingerprint
-from ceremony.vault.kek import check_fingerprint, check_kek, kek_from_key, write_kek
+from ceremony.vault.kek import (
+    check_fingerprint,
+    check_kek,
+    kek_from_file,
+    kek_from_key,
+    write_kek,
+)
 
 VAULT = "https://contoso.vault.azure.net"
+
+
+def openssl_rsa_public(folder: Path, bits: int) -> tuple[bytes, bytes]:
+    """An RSA public key made and exported by openssl: (SPKI PEM, SPKI DER)."""
+    private = folder / f"rsa-{bits}.pem"
+    subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}",
+         "-out", str(private)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    exported = [
+        subprocess.run(
+            ["openssl", "pkey", "-in", str(private), "-pubout", "-outform", form],
+            check=True,
+            capture_output=True,
+        ).stdout
+        for form in ("PEM", "DER")
+    ]
+    return exported[0], exported[1]
 
 
 @pytest.fixture(scope="module")
 def openssl_rsa(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """An RSA-2048 public key made and exported by openssl: (SPKI PEM, SPKI DER)."""
-    folder = tmp_path_factory.mktemp("openssl")
-    private = folder / "k.pem"
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
-         str(private)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pem = subprocess.run(
-        ["openssl", "pkey", "-in", str(private), "-pubout"], check=True, capture_output=True
-    ).stdout
-    der = subprocess.run(
-        ["openssl", "pkey", "-in", str(private), "-pubout", "-outform", "DER"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return pem, der
+    return openssl_rsa_public(tmp_path_factory.mktemp("openssl"), 2048)
 
 
 def _modulus(pem: bytes) -> tuple[bytes, bytes]:
@@ -72,6 +84,29 @@ def test_pem_and_fingerprint_equal_openssl(openssl_rsa: tuple[bytes, bytes]) -> 
     assert kek.public_key_pem.encode() == pem
     assert kek.fingerprint.hex == hashlib.sha256(der).hexdigest()
     assert kek.size == 2048 and kek.version == "0123456789abcdef" and kek.name == "kek"
+
+
+def test_kek_carried_in_as_a_file(openssl_rsa: tuple[bytes, bytes]) -> None:
+    pem, der = openssl_rsa
+    kek = kek_from_file(pem, VAULT, "kek", "0123abcd", "kek.pem")
+    assert kek.kid == f"{VAULT}/keys/kek/0123abcd" and kek.size == 2048
+    assert kek.fingerprint.hex == hashlib.sha256(der).hexdigest()
+    record = kek.to_evidence(out_of_band_sha256=kek.fingerprint.hex)
+    assert record.source == "file" and record.key_ops == ["import"]
+    assert record.public_key_sha256 == hashlib.sha256(der).hexdigest()
+
+
+def test_kek_file_must_hold_an_rsa_key_azure_takes(tmp_path: Path) -> None:
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(RefusedError, match=r"kek\.pem is not an RSA public key"):
+        kek_from_file(ec_pem, VAULT, "kek", "1", "kek.pem")
+    small, _ = openssl_rsa_public(tmp_path, 1024)
+    with pytest.raises(RefusedError, match="2048, 3072 or 4096"):
+        kek_from_file(small, VAULT, "kek", "1", "kek.pem")
 
 
 def test_write_kek_writes_pem_and_json_and_never_overwrites(
@@ -121,15 +156,7 @@ def test_check_kek_accepts_inside_validity(openssl_rsa: tuple[bytes, bytes]) -> 
 
 
 def test_check_kek_refuses_small_modulus(tmp_path: Path) -> None:
-    private = tmp_path / "k.pem"
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out",
-         str(private)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pem = subprocess.run(
-        ["openssl", "pkey", "-in", str(private), "-pubout"], check=True, capture_output=True
-    ).stdout
+    pem, _ = openssl_rsa_public(tmp_path, 1024)
     with pytest.raises(RefusedError, match="1024 bits"):
         check_kek(make_key(pem), VAULT)
 

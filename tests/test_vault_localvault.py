@@ -6,19 +6,23 @@ for every importable key type; AES in the Managed HSM flavour.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
 import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ceremony.byok import ByokPackage
-from ceremony.errors import RefusedError, VerificationError
+from ceremony.errors import HsmError, RefusedError, VerificationError
+from ceremony.evidence.records import ChallengeRecord
 from ceremony.hsm import HsmSession, open_session
 from ceremony.keyspec import KeySpec
 from ceremony.localvault import LocalVault
@@ -35,8 +39,12 @@ from ceremony.vault import (
     load_public_key,
     prove_asymmetric,
     prove_symmetric,
+    prove_unwrap,
 )
 from tests.fixtures_hsm import HsmToken
+
+if TYPE_CHECKING:
+    from azure.keyvault.keys import KeyVaultKey
 
 _labels = itertools.count(1)
 
@@ -126,21 +134,102 @@ def test_asymmetric_chain_in_key_vault(
     assert versions(kv, label) == [data["version"]]
 
 
+def challenge_for(session: HsmSession, label: str) -> ChallengeRecord:
+    """What phase 03 leaves for an AES key: an HSM-random challenge the key wrapped."""
+    challenge = session.random_bytes(32)
+    return ChallengeRecord.of(label, challenge, session.wrap_challenge(label, challenge))
+
+
 @pytest.mark.parametrize("size", [128, 192, 256])
 def test_aes_chain_in_managed_hsm(
-    mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession, size: int
+    mhsm: VaultConnection,
+    mhsm_kek: Kek,
+    session: HsmSession,
+    size: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     label, byok, public_pem = wrap_new_key(session, KeySpec("oct-HSM", size), mhsm_kek)
     assert public_pem is None
-    record = import_and_prove(
-        mhsm, label, byok, "oct-HSM", unwrap=functools.partial(session.unwrap_challenge, label)
-    )
+    challenge = challenge_for(session, label)
+    with caplog.at_level(logging.WARNING, logger="azure"):
+        record = import_and_prove(mhsm, label, byok, "oct-HSM", challenge=challenge)
+    assert not caplog.records  # no local-crypto attempt by the SDK
     data = record.to_dict()
     assert data["kty"] == "oct-HSM" and data["aes_size"] == size
-    assert data["proof"]["algorithm"] == f"A{size}KW"
+    assert data["proof"]["method"] == "unwrap"
+    assert data["proof"]["algorithm"] == "CKM_AES_KEY_WRAP"
     assert data["proof"]["verified"] is True
     assert data["public_key_pem"] is None
     assert versions(mhsm, label) == [data["version"]]
+    proof = record.to_evidence().proof
+    assert proof["wrapped"] == challenge.wrapped
+    assert proof["challenge_sha256"] == challenge.challenge_sha256
+    assert hashlib.sha256(bytes.fromhex(proof["unwrapped"])).hexdigest() == (
+        challenge.challenge_sha256
+    )
+
+
+@pytest.fixture(scope="module")
+def two_aes_keys(
+    mhsm: VaultConnection, mhsm_kek: Kek, hsm_token: HsmToken
+) -> tuple[HsmSession, KeyVaultKey, KeyVaultKey]:
+    """Two AES-128 keys made in the HSM and imported: (label A, vault key A, vault key B)."""
+    with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as session:
+        found = []
+        for _ in range(2):
+            label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
+            found.append((label, import_and_prove(mhsm, label, byok, "oct-HSM").result.key))
+    return found[0][0], found[0][1], found[1][1]
+
+
+def test_aes_proof_fails_for_another_vault_key(
+    mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
+) -> None:
+    label, key_a, key_b = two_aes_keys
+    challenge = challenge_for(session, label)
+    assert prove_unwrap(mhsm, key_a, challenge).verified
+    with pytest.raises(VerificationError, match="could not unwrap"):
+        prove_unwrap(mhsm, key_b, challenge)
+
+
+def test_aes_proof_fails_for_a_tampered_challenge(
+    mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
+) -> None:
+    label, key_a, _ = two_aes_keys
+    challenge = challenge_for(session, label)
+    blob = bytearray(bytes.fromhex(challenge.wrapped))
+    blob[-1] ^= 1
+    with pytest.raises(VerificationError, match="could not unwrap"):
+        prove_unwrap(mhsm, key_a, dataclasses.replace(challenge, wrapped=blob.hex()))
+    other = hashlib.sha256(b"another challenge").hexdigest()
+    with pytest.raises(VerificationError, match="possession proof"):
+        prove_unwrap(mhsm, key_a, dataclasses.replace(challenge, challenge_sha256=other))
+
+
+def test_aes_without_challenge_has_no_proof(
+    mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession
+) -> None:
+    label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
+    outcome = import_and_prove(mhsm, label, byok, "oct-HSM")
+    assert outcome.proof is None
+    assert outcome.no_proof_reason == "no challenge wrapped by the HSM was given"
+    assert outcome.to_evidence().proof["method"] == "none"
+    label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
+    options = ImportOptions(key_ops=("encrypt", "decrypt", "wrapKey"))
+    challenge = challenge_for(session, label)
+    outcome = import_and_prove(mhsm, label, byok, "oct-HSM", options=options, challenge=challenge)
+    assert outcome.proof is None and "allow none of unwrapKey" in (outcome.no_proof_reason or "")
+
+
+def test_aes_proof_on_one_machine(
+    mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
+) -> None:
+    """`ceremony import --hsm-key`: the vault (not the SDK) wraps, the HSM unwraps."""
+    label, key_a, key_b = two_aes_keys
+    proof = prove_symmetric(mhsm, key_a, functools.partial(session.unwrap_challenge, label))
+    assert proof.verified and proof.algorithm == "CKM_AES_KEY_WRAP"
+    with pytest.raises(HsmError):  # key B's wrap does not unwrap under A in the HSM
+        prove_symmetric(mhsm, key_b, functools.partial(session.unwrap_challenge, label))
 
 
 def test_rerun_recognises_the_import(
@@ -220,16 +309,6 @@ def test_proof_fails_for_a_different_key(
         compare_public_keys(outcome.result.key, other)
     with pytest.raises(VerificationError, match="possession proof"):
         prove_asymmetric(kv, outcome.result.key, other)
-
-
-def test_aes_proof_fails_when_the_hsm_unwraps_something_else(
-    mhsm: VaultConnection, mhsm_kek: Kek, session: HsmSession
-) -> None:
-    label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
-    outcome = import_and_prove(mhsm, label, byok, "oct-HSM")
-    assert outcome.proof is None and outcome.no_proof_reason == "the HSM unwrap was not available"
-    with pytest.raises(VerificationError, match="possession proof"):
-        prove_symmetric(mhsm, outcome.result.key, 128, lambda wrapped: bytes(32))
 
 
 def test_expired_kek_refused(kv: VaultConnection) -> None:

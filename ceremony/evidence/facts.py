@@ -14,6 +14,7 @@ from ceremony.errors import CeremonyError
 from ceremony.evidence.layout import TRANSCRIPT
 from ceremony.evidence.records import (
     WORKSPACE_FILES,
+    ChallengeRecord,
     ImportRecord,
     KekRecord,
     KeyRecord,
@@ -22,7 +23,9 @@ from ceremony.evidence.records import (
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.transcript import read_events
 
-_KEY_RECORD = re.compile(r"^keys/([^/]+)\.json$")
+# keys/<name>.json; Key Vault key names are letters, digits and dashes, so other records
+# beside it (keys/<name>.import.json, keys/<name>.challenge.json) never match.
+_KEY_RECORD = re.compile(r"^keys/([A-Za-z0-9-]+)\.json$")
 
 
 @dataclass
@@ -33,6 +36,7 @@ class KeyFacts:
     record: KeyRecord | None = None
     public_pem: bytes | None = None
     byok: bytes | None = None
+    challenge: ChallengeRecord | None = None  # AES keys: the challenge the HSM wrapped
     imported: ImportRecord | None = None
 
 
@@ -51,13 +55,8 @@ class CeremonyFacts:
 
 
 def key_names(files: Mapping[str, bytes]) -> list[str]:
-    """Target key names: one per keys/<name>.json (not counting import records)."""
-    names = set()
-    for path in files:
-        match = _KEY_RECORD.match(path)
-        if match and not path.endswith(".import.json"):
-            names.add(match.group(1))
-    return sorted(names)
+    """Target key names: one per keys/<name>.json (not counting the other records)."""
+    return sorted({m.group(1) for m in map(_KEY_RECORD.match, files) if m})
 
 
 def read_facts(files: Mapping[str, bytes]) -> CeremonyFacts:
@@ -71,6 +70,9 @@ def read_facts(files: Mapping[str, bytes]) -> CeremonyFacts:
         key.record = _load(facts, files, WORKSPACE_FILES["key"].format(name=name), KeyRecord)
         key.public_pem = files.get(WORKSPACE_FILES["key_public"].format(name=name))
         key.byok = files.get(WORKSPACE_FILES["byok"].format(name=name))
+        key.challenge = _load(
+            facts, files, WORKSPACE_FILES["challenge"].format(name=name), ChallengeRecord
+        )
         key.imported = _load(
             facts, files, WORKSPACE_FILES["import"].format(name=name), ImportRecord
         )

@@ -1,13 +1,15 @@
 """evidence.records: the JSON records phases leave in a workspace, one schema for writer and reader.
 
-kek.json (KekRecord), keys/<name>.json (KeyRecord), keys/<name>.import.json (ImportRecord) and
-preflight.json (PreflightRecord). Public facts only: never a PIN, private key or wrapped secret.
+kek.json (KekRecord), keys/<name>.json (KeyRecord), keys/<name>.challenge.json (ChallengeRecord),
+keys/<name>.import.json (ImportRecord) and preflight.json (PreflightRecord). Public facts only:
+never a PIN, private key or wrapped secret.
 Every record is written by `to_json()` and read by `from_json()`, which names a missing, unknown
 or mistyped field. File layout: see WORKSPACE_FILES.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
@@ -17,6 +19,7 @@ from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type
 from ceremony.errors import UsageError
 
 SCHEMA_VERSION = 1
+AES_KEY_WRAP = "CKM_AES_KEY_WRAP"  # RFC 3394, the vault's name for the AES challenge wrap
 
 # Where the phases put things (paths relative to the workspace).
 WORKSPACE_FILES = {
@@ -27,6 +30,7 @@ WORKSPACE_FILES = {
     "key_public": "keys/{name}.pub.pem",
     "key": "keys/{name}.json",
     "byok": "keys/{name}.byok",
+    "challenge": "keys/{name}.challenge.json",
     "import": "keys/{name}.import.json",
     "notebooks": "notebooks/",
     "evidence": "evidence/",
@@ -109,6 +113,27 @@ class KeyRecord(_Record):
 
 
 @dataclass(frozen=True)
+class ChallengeRecord(_Record):
+    """keys/<name>.challenge.json: a random challenge the HSM wrapped under an AES target key.
+
+    Made offline in phase 03; phase 04 has the vault unwrap it. The challenge itself is never
+    written here, only its digest, so the online side cannot answer without the vault's key.
+    """
+
+    kind: ClassVar[str] = "keys/<name>.challenge.json"
+    name: str  # the target key's name
+    algorithm: str  # as the vault names it: "CKM_AES_KEY_WRAP" (RFC 3394)
+    wrapped: str  # hex of the HSM's wrap of the challenge under the target key
+    challenge_sha256: str  # hex SHA-256 of the challenge
+
+    @classmethod
+    def of(cls, name: str, challenge: bytes, wrapped: bytes) -> ChallengeRecord:
+        """The record of `challenge` wrapped by the HSM as `wrapped` (RFC 3394)."""
+        digest = hashlib.sha256(challenge).hexdigest()
+        return cls(name, AES_KEY_WRAP, wrapped.hex(), digest)
+
+
+@dataclass(frozen=True)
 class ImportRecord(_Record):
     """keys/<name>.import.json: the key as the vault holds it after import, and the proof."""
 
@@ -139,11 +164,21 @@ PROOF_SHAPES = {
         "HSM public key",
     },
     "none": {"method": "none", "reason": "why no round trip was possible (an exception)"},
+    "unwrap": {
+        "method": "unwrap",
+        "algorithm": "CKM_AES_KEY_WRAP (RFC 3394)",
+        "wrapped": "hex of the challenge the HSM wrapped in phase 03 (keys/<name>.challenge.json)",
+        "challenge_sha256": "hex SHA-256 of that challenge, from the phase-03 record",
+        "unwrapped": "hex of what the vault's key unwrapped; its SHA-256 must be challenge_sha256",
+        "checked_by": "who compared",
+    },
     "wrap": {
         "method": "wrap",
-        "algorithm": "A128KW, A192KW or A256KW",
+        "algorithm": "CKM_AES_KEY_WRAP (RFC 3394)",
         "challenge_sha256": "hex SHA-256 of the challenge the vault wrapped",
-        "unwrapped_sha256": "hex SHA-256 of what the HSM key unwrapped",
+        "wrapped": "hex of what the vault returned",
+        "unwrapped_sha256": "hex SHA-256 of what the HSM key unwrapped (both on one machine)",
+        "checked_by": "who compared",
     },
 }
 

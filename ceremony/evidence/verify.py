@@ -392,10 +392,7 @@ def _check_import(key: KeyFacts, public: Any) -> tuple[bool, str]:
         return False, f"the vault holds a {imported.kty} key, the HSM made {record.kty}"
     proof = imported.proof
     if record.kty == "oct-HSM":
-        same = proof.get("method") == "wrap" and proof.get("challenge_sha256") == proof.get(
-            "unwrapped_sha256"
-        )
-        return (same, f"{imported.kid}, wrap/unwrap proof") if same else (False, "no wrap proof")
+        return _check_aes_proof(key, proof, imported.kid)
     try:
         equal = public is not None and _jwk_equals(imported.public_key_jwk or {}, public)
     except (KeyError, ValueError, TypeError, AttributeError):
@@ -411,6 +408,34 @@ def _check_import(key: KeyFacts, public: Any) -> tuple[bool, str]:
     if not _proof_verifies(proof, public):
         return False, "the proof-of-possession signature does not verify with the HSM key"
     return True, f"{imported.kid}: public key equals the HSM's, {proof.get('algorithm')} proof"
+
+
+def _check_aes_proof(key: KeyFacts, proof: dict[str, Any], kid: str) -> tuple[bool, str]:
+    """An AES key has no public half: the possession proof is the only link to the HSM's key.
+
+    "unwrap": the vault unwrapped the challenge the HSM wrapped offline (phase 03), and what it
+    returned hashes to the digest in that record. "wrap": both sides were on one machine."""
+    method = proof.get("method")
+    if method == "wrap":
+        digest = proof.get("challenge_sha256")
+        same = digest is not None and digest == proof.get("unwrapped_sha256")
+        return (same, f"{kid}, vault wrap, HSM unwrap") if same else (False, "no wrap proof")
+    if method != "unwrap":
+        return False, f"no possession proof for an AES key ({proof.get('reason', method)})"
+    challenge = key.challenge
+    if challenge is None:
+        return False, f"the unwrap proof needs keys/{key.name}.challenge.json, which is missing"
+    asked = (proof.get("algorithm"), proof.get("wrapped"), proof.get("challenge_sha256"))
+    made = (challenge.algorithm, challenge.wrapped, challenge.challenge_sha256)
+    if challenge.name != key.name or asked != made:
+        return False, "the vault unwrapped a challenge other than the one the HSM wrapped"
+    try:
+        answer = hashlib.sha256(bytes.fromhex(proof["unwrapped"])).hexdigest()
+    except (KeyError, ValueError, TypeError):
+        return False, "the unwrap proof has no readable answer"
+    if answer != challenge.challenge_sha256:
+        return False, "what the vault unwrapped is not the HSM's challenge"
+    return True, f"{kid}, vault unwrapped the HSM's {challenge.algorithm} challenge"
 
 
 def _jwk_equals(jwk: dict[str, Any], public: Any) -> bool:

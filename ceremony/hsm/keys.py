@@ -6,7 +6,7 @@ Owns templates and the checks on what the token made; never reads a private or s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -16,6 +16,9 @@ from pkcs11 import exceptions as p11x
 from ceremony.errors import HsmError
 from ceremony.hsm.module import hsm_step
 from ceremony.keyspec import KeySpec
+
+if TYPE_CHECKING:
+    from ceremony.evidence.records import KeyRecord
 
 # Named curves: DER of the OID for CKA_EC_PARAMS, and the matching pyca curve.
 CURVES: dict[str, tuple[bytes, ec.EllipticCurve]] = {
@@ -45,7 +48,10 @@ _SIGNING = MechanismFlag.SIGN | MechanismFlag.VERIFY
 _CAPABILITIES = {
     "RSA": _SIGNING | MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
     "EC": _SIGNING,
-    "AES": MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.WRAP | MechanismFlag.UNWRAP,
+    "AES": MechanismFlag.ENCRYPT
+    | MechanismFlag.DECRYPT
+    | MechanismFlag.WRAP
+    | MechanismFlag.UNWRAP,
 }
 
 
@@ -59,17 +65,23 @@ class GeneratedKey:
     public_key_pem: str | None
     attributes: dict[str, bool]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record for the evidence (keys/<name>.json)."""
-        return {
-            "label": self.label,
-            "id": self.id_hex,
-            "kty": self.spec.kty,
-            "size": self.spec.size,
-            "curve": self.spec.curve,
-            "public_key_pem": self.public_key_pem,
-            "attributes": dict(self.attributes),
-        }
+    def to_evidence(self, name: str, hsm: dict[str, Any]) -> KeyRecord:
+        """keys/<name>.json in the evidence schema; `hsm` describes the library and token."""
+        from ceremony.evidence.records import KeyRecord
+        from ceremony.fingerprint import fingerprint_public_key
+
+        pem = self.public_key_pem
+        return KeyRecord(
+            name=name,
+            kty=self.spec.kty,
+            size=self.spec.size,
+            curve=self.spec.curve,
+            label=self.label,
+            id_hex=self.id_hex,
+            attributes=dict(self.attributes),
+            public_key_sha256=fingerprint_public_key(pem).hex if pem else None,
+            hsm=hsm,
+        )
 
 
 def generate(session: Any, spec: KeySpec, label: str) -> tuple[GeneratedKey, Any]:

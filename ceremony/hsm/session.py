@@ -61,7 +61,7 @@ class HsmSession:
         return wrap.wrap_target(self.raw, self._kek_object(kek), kek, target, label, self_test)
 
     def wrap_challenge(self, label: str, challenge: bytes) -> bytes:
-        """AES key `label` wraps a challenge with RFC 3394, for the vault to unwrap (phase 03/04)."""
+        """AES key `label` wraps a challenge (RFC 3394) for the vault to unwrap: the AES proof."""
         return wrap.wrap_challenge(self.raw, label, challenge)
 
     def unwrap_challenge(self, label: str, wrapped: bytes) -> bytes:

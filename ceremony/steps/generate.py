@@ -9,7 +9,6 @@ from __future__ import annotations
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError
-from ceremony.fingerprint import fingerprint_public_key
 from ceremony.steps.context import Context, StepResult, step
 
 GENERATING, GENERATED, ADOPTED = "key-generating", "key-generated", "key-adopted"
@@ -57,22 +56,8 @@ def generate(ctx: Context) -> StepResult:
                         "Never reuse a key of unknown origin: remove it with the token's security "
                         "officer, or rename the key in a new plan.",
                     )
-                public_sha = (
-                    fingerprint_public_key(found.public_key_pem).hex
-                    if found.public_key_pem
-                    else None
-                )
-                record = KeyRecord(
-                    name=key.name,
-                    kty=key.spec.kty,
-                    size=key.spec.size,
-                    curve=key.spec.curve,
-                    label=found.label,
-                    id_hex=found.id_hex,
-                    attributes=dict(found.attributes),
-                    public_key_sha256=public_sha,
-                    hsm=hsm,
-                )
+                record = found.to_evidence(key.name, hsm)
+                public_sha = record.public_key_sha256
                 if found.public_key_pem:
                     ws.write_new(f"keys/{key.name}.pub.pem", found.public_key_pem.encode())
                 ws.write_new(record_name, record.to_json())

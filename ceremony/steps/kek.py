@@ -6,6 +6,8 @@ writes kek.pem and kek.json once, and stops on any fingerprint mismatch. Never t
 
 from __future__ import annotations
 
+from typing import Any
+
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError
 from ceremony.fingerprint import fingerprint_public_key
@@ -35,27 +37,19 @@ def kek(ctx: Context) -> StepResult:
     ws, plan = ctx.workspace, ctx.plan
     if not ws.exists(KEK_JSON):
         if ws.exists(KEK_PEM):
-            record = _from_carried_file(ctx)
+            kek_key = _from_carried_file(ctx)
         else:
             from ceremony.vault import fetch_kek
 
-            fetched = fetch_kek(
+            kek_key = fetch_kek(
                 ctx.vault(),
                 plan.kek.name,
                 version=plan.kek.version,
                 expect_fingerprint=plan.kek.fingerprint,
             )
-            ws.write_new(KEK_PEM, fetched.public_key_pem.encode())
-            record = KekRecord(
-                kid=fetched.kid,
-                kty="RSA-HSM",
-                size=fetched.size,
-                key_ops=list(fetched.key_ops),
-                public_key_sha256=fetched.fingerprint.hex,
-                source="vault",
-                out_of_band_sha256=plan.kek.fingerprint,
-            )
+            ws.write_new(KEK_PEM, kek_key.public_key_pem.encode())
         check_kek_file(ctx)
+        record = kek_key.to_evidence(out_of_band_sha256=plan.kek.fingerprint)
         ws.write_new(KEK_JSON, record.to_json())
         ctx.record("kek-accepted", {"kid": record.kid, "sha256": record.public_key_sha256})
     record = KekRecord.from_json(ctx.path(KEK_JSON).read_bytes(), KEK_JSON)
@@ -72,12 +66,9 @@ def kek(ctx: Context) -> StepResult:
     )
 
 
-def _from_carried_file(ctx: Context):
+def _from_carried_file(ctx: Context) -> Any:
     """kek.pem placed in the workspace by hand: accepted only with a pinned version in the plan."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from ceremony.evidence.records import KekRecord
-    from ceremony.vault import load_public_key
+    from ceremony.vault import kek_from_file
 
     plan = ctx.plan
     if plan.kek.version is None:
@@ -85,16 +76,5 @@ def _from_carried_file(ctx: Context):
             f"{KEK_PEM} was carried in, but the plan does not pin kek.version.",
             "Add kek.version to the plan (the .byok file must name the exact KEK version).",
         )
-    public = load_public_key(ctx.path(KEK_PEM).read_bytes(), KEK_PEM)
-    if not isinstance(public, rsa.RSAPublicKey):
-        raise RefusedError(f"{KEK_PEM} is not an RSA public key.", "Download the KEK again.")
-    digest = check_kek_file(ctx)
-    return KekRecord(
-        kid=f"{plan.vault.url}/keys/{plan.kek.name}/{plan.kek.version}",
-        kty="RSA-HSM",
-        size=public.key_size,
-        key_ops=["import"],
-        public_key_sha256=digest,
-        source="file",
-        out_of_band_sha256=plan.kek.fingerprint,
-    )
+    pem = ctx.path(KEK_PEM).read_bytes()
+    return kek_from_file(pem, plan.vault.url, plan.kek.name, plan.kek.version, KEK_PEM)

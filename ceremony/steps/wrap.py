@@ -1,10 +1,13 @@
 """steps.wrap: phase 03 — wrap each generated key under the KEK into a .byok package.
 
 Re-checks the KEK's fingerprint on this side of the air gap, runs the wrap self-test, writes each
-.byok once and parses it back. Never writes the ephemeral AES key or any key material in clear.
+.byok once and parses it back, and has each AES key wrap a challenge for phase 04's proof.
+Never writes the ephemeral AES key, a challenge or any key material in clear.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
@@ -12,6 +15,8 @@ from ceremony.steps.context import Context, StepResult, step
 from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
 
 WRAPPED = "key-wrapped"
+CHALLENGED = "aes-challenge-wrapped"
+CHALLENGE_BYTES = 32
 
 
 @step
@@ -45,4 +50,23 @@ def wrap(ctx: Context) -> StepResult:
             package = parse_byok(data, kek.size)
             facts.append((target, f"{len(package.ciphertext)} bytes of ciphertext"))
             items.append(CheckpointItem(target, sha256_hex(data)))
+            if key.spec.family == "AES":
+                items.append(_challenge(ctx, session, key.name))
     return StepResult("Keys wrapped for the KEK", tuple(facts), tuple(items), tuple(notes))
+
+
+def _challenge(ctx: Context, session: Any, name: str) -> CheckpointItem:
+    """keys/<name>.challenge.json: an HSM-random challenge the AES key wraps, for phase 04.
+
+    An AES key has no public half; the vault shows it holds the key by unwrapping this. Only the
+    challenge's digest is written, so the online side cannot answer without the vault's key.
+    """
+    from ceremony.evidence.records import ChallengeRecord
+
+    target = f"keys/{name}.challenge.json"
+    if not ctx.workspace.exists(target):
+        challenge = session.random_bytes(CHALLENGE_BYTES)
+        record = ChallengeRecord.of(name, challenge, session.wrap_challenge(name, challenge))
+        ctx.workspace.write_new(target, record.to_json())
+        ctx.record(CHALLENGED, {"name": name, "challenge_sha256": record.challenge_sha256})
+    return CheckpointItem(target, sha256_hex(ctx.workspace.path(target).read_bytes()))

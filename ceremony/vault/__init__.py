@@ -4,6 +4,7 @@ KEK creation, retrieval and checks; .byok import exactly once; proof the cloud h
 Never handles private or secret key material: only public halves, wrapped packages and challenges.
 """
 
+from ceremony.publickey import load_public_key, public_key_from_jwk, spki_pem
 from ceremony.vault.connect import RetrySettings, VaultConnection, connect
 from ceremony.vault.importer import (
     IMPORT_ID_TAG,
@@ -19,6 +20,7 @@ from ceremony.vault.kek import (
     check_kek,
     create_kek,
     fetch_kek,
+    kek_from_file,
     kek_from_key,
     write_kek,
 )
@@ -28,8 +30,8 @@ from ceremony.vault.proof import (
     compare_public_keys,
     prove_asymmetric,
     prove_symmetric,
+    prove_unwrap,
 )
-from ceremony.publickey import load_public_key, public_key_from_jwk, spki_pem
 from ceremony.vault.record import (
     ImportOutcome,
     import_and_prove,
@@ -58,10 +60,12 @@ __all__ = [
     "import_and_prove",
     "import_byok",
     "import_record_path",
+    "kek_from_file",
     "kek_from_key",
     "load_public_key",
     "prove_asymmetric",
     "prove_symmetric",
+    "prove_unwrap",
     "public_key_from_jwk",
     "spki_pem",
     "write_import_record",

@@ -22,9 +22,9 @@ from azure.core.exceptions import (
 
 from ceremony.errors import RefusedError, UsageError, VaultError
 from ceremony.keyspec import AES_SIZES, EC_CURVES, KEY_TYPES
+from ceremony.publickey import PublicKey, public_key_from_jwk, spki_der
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
 from ceremony.vault.kek import Kek, kek_from_key
-from ceremony.publickey import PublicKey, public_key_from_jwk, spki_der
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyClient, KeyVaultKey

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ceremony.errors import RefusedError, UsageError, VaultError
 from ceremony.files import refuse_existing, write_new
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key
 from ceremony.keyspec import RSA_SIZES
+from ceremony.publickey import load_public_key, public_key_from_jwk, spki_pem
 from ceremony.vault.connect import VaultConnection, vault_errors, vault_host
-from ceremony.publickey import public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey
@@ -43,24 +44,7 @@ class Kek:
     created_on: datetime | None
     public_key_pem: str
     fingerprint: Fingerprint
-
-    def to_dict(self) -> dict[str, Any]:
-        """The kek.json record (JSON-ready)."""
-        return {
-            "kid": self.kid,
-            "vault_url": self.vault_url,
-            "name": self.name,
-            "version": self.version,
-            "kty": "RSA-HSM",
-            "size": self.size,
-            "key_ops": list(self.key_ops),
-            "enabled": True,
-            "not_before": _iso(self.not_before),
-            "expires_on": _iso(self.expires_on),
-            "created_on": _iso(self.created_on),
-            "public_key_pem": self.public_key_pem,
-            "fingerprint": self.fingerprint.to_dict(),
-        }
+    source: str = "vault"  # "vault" (fetched and checked there) or "file" (a PEM carried in)
 
     def to_evidence(self, out_of_band_sha256: str | None = None) -> KekRecord:
         """kek.json in the evidence schema; `out_of_band_sha256` is the fingerprint confirmed."""
@@ -72,7 +56,7 @@ class Kek:
             size=self.size,
             key_ops=list(self.key_ops),
             public_key_sha256=self.fingerprint.hex,
-            source="vault",
+            source=self.source,
             out_of_band_sha256=out_of_band_sha256,
         )
 
@@ -167,6 +151,34 @@ def kek_from_key(key: KeyVaultKey, vault_url: str, *, now: datetime | None = Non
         created_on=props.created_on,
         public_key_pem=pem.decode(),
         fingerprint=fingerprint_public_key(pem),
+    )
+
+
+def kek_from_file(pem: bytes, vault_url: str, name: str, version: str, where: str) -> Kek:
+    """The KEK from its public key carried in as a PEM (`az keyvault key download`).
+
+    Only the key itself can be checked here (RSA, 2048/3072/4096 bits); its key_ops and kty were
+    checked by whoever downloaded it, and the fingerprint must be confirmed out of band."""
+    public = load_public_key(pem, where)
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size not in RSA_SIZES:
+        raise RefusedError(
+            f"{where} is not an RSA public key of 2048, 3072 or 4096 bits.",
+            "Download the KEK again (az keyvault key download).",
+        )
+    spki = spki_pem(public)
+    return Kek(
+        kid=f"{vault_url}/keys/{name}/{version}",
+        vault_url=vault_url,
+        name=name,
+        version=version,
+        size=public.key_size,
+        key_ops=KEK_OPS,
+        not_before=None,
+        expires_on=None,
+        created_on=None,
+        public_key_pem=spki.decode(),
+        fingerprint=fingerprint_public_key(spki),
+        source="file",
     )
 
 

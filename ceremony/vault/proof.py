@@ -1,7 +1,7 @@
 """vault.proof: evidence that the vault holds the very key the HSM generated.
 
-Public halves compared number by number; possession shown by a round trip the HSM side checks with
-pyca/cryptography or its own unwrap. Never trusts the vault's word for the result.
+Public halves compared number by number; possession shown by a round trip checked against the HSM's
+public key, its unwrap, or the digest of a challenge it wrapped. Never trusts the vault's word.
 """
 
 from __future__ import annotations
@@ -13,24 +13,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from azure.core.exceptions import HttpResponseError
+from azure.keyvault.keys.crypto import KeyWrapAlgorithm
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from ceremony.errors import RefusedError, VerificationError
-from ceremony.vault.connect import VaultConnection, vault_errors
 from ceremony.publickey import (
     PublicKey,
     curve_name,
     describe_public_key,
     public_key_from_jwk,
 )
+from ceremony.vault.connect import VaultConnection, describe_azure_error, vault_errors
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey
 
+    from ceremony.evidence.records import ChallengeRecord
+
 CHALLENGE_CONTEXT = b"byok-ceremony proof of possession v1\x00"
 NONCE_BYTES = 32
+_AES_KEY_WRAP = KeyWrapAlgorithm.ckm_aes_key_wrap
 # JOSE algorithm and hash for an EC signature, by curve.
 EC_SIGNING = {
     "P-256": ("ES256", hashes.SHA256()),
@@ -38,7 +43,6 @@ EC_SIGNING = {
     "P-384": ("ES384", hashes.SHA384()),
     "P-521": ("ES512", hashes.SHA512()),
 }
-AES_WRAP = {128: "A128KW", 192: "A192KW", 256: "A256KW"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class PossessionProof:
     response_hex: str
     checked_by: str
     verified: bool
+    expected_sha256: str | None = None  # "unwrap": the digest the HSM recorded in phase 03
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +80,7 @@ class PossessionProof:
             "response": self.response_hex,
             "checked_by": self.checked_by,
             "verified": self.verified,
+            "expected_sha256": self.expected_sha256,
         }
 
 
@@ -105,12 +111,17 @@ def _ops(key: KeyVaultKey) -> set[str]:
     return {str(getattr(op, "value", op)) for op in key.key_operations or ()}
 
 
-# The operations that can show possession, by key type (any one suffices).
-PROVING_OPS = {"RSA-HSM": ("sign", "decrypt"), "EC-HSM": ("sign",), "oct-HSM": ("wrapKey",)}
+# The operations that can show possession, by key type (any one suffices). oct-HSM: the vault
+# unwraps the challenge the HSM wrapped (with the HSM on the same machine: "wrapKey" instead).
+PROVING_OPS = {"RSA-HSM": ("sign", "decrypt"), "EC-HSM": ("sign",), "oct-HSM": ("unwrapKey",)}
 
 
-def proof_obstacle(key: KeyVaultKey, kty: str, now: datetime | None = None) -> str | None:
-    """Why the vault cannot take part in a round trip with this key now, or None if it can."""
+def proof_obstacle(
+    key: KeyVaultKey, ops: tuple[str, ...], now: datetime | None = None
+) -> str | None:
+    """Why the vault cannot take part in a round trip with this key now, or None if it can.
+
+    `ops`: the key operations that could carry the round trip (any one suffices)."""
     props, now = key.properties, now or datetime.now(UTC)
     if not props.enabled:
         return "the key was imported disabled"
@@ -118,8 +129,8 @@ def proof_obstacle(key: KeyVaultKey, kty: str, now: datetime | None = None) -> s
         return "the key is not valid yet (not-before in the future)"
     if props.expires_on and now >= props.expires_on:
         return "the key has expired"
-    if not _ops(key) & set(PROVING_OPS[kty]):
-        return f"its key_ops allow none of {', '.join(PROVING_OPS[kty])}"
+    if not _ops(key) & set(ops):
+        return f"its key_ops allow none of {', '.join(ops)}"
     return None
 
 
@@ -182,33 +193,79 @@ def _prove_by_decrypt(
     return proof
 
 
+def _aes_crypto(conn: VaultConnection, key: KeyVaultKey, op: str) -> Any:
+    """A CryptographyClient for an AES proof with `op` ('wrapKey' or 'unwrapKey') allowed.
+
+    The proofs use CKM_AES_KEY_WRAP (RFC 3394, like A*KW): the SDK cannot do it locally, so the
+    call always reaches the vault. With A128KW..A256KW, azure-keyvault-keys 4.11 would "wrap"
+    locally under a random key of its own, since an oct-HSM JWK carries no 'k'.
+    """
+    if op not in _ops(key):
+        raise RefusedError(
+            f"The key {key.name} does not allow {op}, so possession cannot be shown.",
+            f"Import it with key_ops including {op}.",
+        )
+    return conn.key_client().get_cryptography_client(key.name, key_version=key.properties.version)
+
+
+def prove_unwrap(
+    conn: VaultConnection, key: KeyVaultKey, challenge: ChallengeRecord
+) -> PossessionProof:
+    """The vault unwraps the challenge the HSM wrapped offline; SHA-256 of the answer must equal
+    the digest the HSM recorded (the challenge itself never crossed the air gap)."""
+    crypto = _aes_crypto(conn, key, "unwrapKey")
+    with vault_errors(f"unwrap the proof challenge with {key.name}", conn.url):
+        try:
+            answer = crypto.unwrap_key(_AES_KEY_WRAP, bytes.fromhex(challenge.wrapped)).key
+        except HttpResponseError as exc:
+            if exc.status_code != 400:
+                raise
+            raise VerificationError(
+                f"The vault could not unwrap the HSM's challenge with {key.id} "
+                f"({describe_azure_error(exc)}): the possession proof failed.",
+                "Stop: the vault key is not the HSM key (or the challenge record was altered); "
+                "do not use it.",
+            ) from None
+    verified = hashlib.sha256(answer).hexdigest() == challenge.challenge_sha256
+    proof = PossessionProof(
+        "unwrap",
+        challenge.algorithm,
+        challenge.wrapped,
+        answer.hex(),
+        "SHA-256 compared with the HSM's challenge record",
+        verified,
+        challenge.challenge_sha256,
+    )
+    _require(proof, key)
+    return proof
+
+
 def prove_symmetric(
     conn: VaultConnection,
     key: KeyVaultKey,
-    size: int,
     unwrap: Callable[[bytes], bytes],
     *,
     nonce: bytes | None = None,
 ) -> PossessionProof:
-    """The vault wraps a fresh random value with its AES key (AES-KW); the HSM key unwraps it.
+    """The vault wraps a fresh random value with its AES key; the HSM key unwraps it.
 
+    For one machine holding both the HSM and vault access (`ceremony import --hsm-key`);
     `unwrap` is the HSM side, e.g. functools.partial(session.unwrap_challenge, label).
     """
-    if "wrapKey" not in _ops(key):
-        raise RefusedError(
-            f"The key {key.name} does not allow wrapKey, so possession cannot be shown.",
-            "Import it with key_ops including wrapKey.",
-        )
-    algorithm = AES_WRAP[size]
+    crypto = _aes_crypto(conn, key, "wrapKey")
     value = nonce if nonce is not None else os.urandom(NONCE_BYTES)
     if len(value) < 16 or len(value) % 8:
         raise RefusedError("An AES-KW challenge is 16+ bytes, a multiple of 8.", "Give 32 bytes.")
-    crypto = conn.key_client().get_cryptography_client(key.name, key_version=key.properties.version)
     with vault_errors(f"wrap the proof challenge with {key.name}", conn.url):
-        wrapped = crypto.wrap_key(algorithm, value).encrypted_key
+        wrapped = crypto.wrap_key(_AES_KEY_WRAP, value).encrypted_key
     unwrapped = unwrap(wrapped)
     proof = PossessionProof(
-        "wrap", algorithm, value.hex(), wrapped.hex(), "HSM unwrap, compared", unwrapped == value
+        "wrap",
+        str(_AES_KEY_WRAP.value),
+        value.hex(),
+        wrapped.hex(),
+        "HSM unwrap, compared",
+        unwrapped == value,
     )
     _require(proof, key)
     return proof

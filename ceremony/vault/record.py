@@ -1,8 +1,8 @@
 """vault.record: the outcome of an import — what was imported, where, and the proof — as evidence.
 
 Orchestrates import, public-key comparison and the possession round trip; converts the outcome
-to the evidence record (ceremony.evidence.records). Never overwrites a record, never records a
-secret (challenges are public; an AES challenge is recorded only as its SHA-256).
+to the evidence record (ceremony.evidence.records), the one place that record is built. Never
+overwrites a record, never records a secret (challenges are random values made for the proof).
 """
 
 from __future__ import annotations
@@ -20,21 +20,24 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ceremony.errors import VerificationError
 from ceremony.files import write_new
 from ceremony.fingerprint import fingerprint_public_key
+from ceremony.publickey import PublicKey, curve_name, public_key_from_jwk, spki_pem
 from ceremony.vault.connect import VaultConnection
 from ceremony.vault.importer import ImportOptions, ImportResult, import_byok
 from ceremony.vault.proof import (
+    PROVING_OPS,
     PossessionProof,
     PublicKeyMatch,
     compare_public_keys,
     proof_obstacle,
     prove_asymmetric,
     prove_symmetric,
+    prove_unwrap,
 )
-from ceremony.publickey import PublicKey, curve_name, public_key_from_jwk, spki_pem
 
 if TYPE_CHECKING:
     from azure.keyvault.keys import KeyVaultKey
 
+    from ceremony.evidence.records import ChallengeRecord
     from ceremony.evidence.records import ImportRecord as EvidenceImportRecord
 
 
@@ -138,6 +141,10 @@ def evidence_proof(proof: PossessionProof | None, reason: str | None = None) -> 
     if proof.method == "sign":
         shaped["challenge"] = proof.challenge_hex
         shaped["signature"] = _b64url(bytes.fromhex(proof.response_hex))
+    elif proof.method == "unwrap":
+        shaped["wrapped"] = proof.challenge_hex
+        shaped["challenge_sha256"] = proof.expected_sha256
+        shaped["unwrapped"] = proof.response_hex
     elif proof.method == "wrap":
         challenge = hashlib.sha256(bytes.fromhex(proof.challenge_hex)).hexdigest()
         shaped["challenge_sha256"] = challenge
@@ -176,27 +183,32 @@ def import_and_prove(
     curve: str | None = None,
     options: ImportOptions | None = None,
     hsm_public: PublicKey | None = None,
+    challenge: ChallengeRecord | None = None,
     unwrap: Callable[[bytes], bytes] | None = None,
     nonce: bytes | None = None,
 ) -> ImportOutcome:
     """Import (or recognise) the key, compare public halves, run the possession round trip.
 
-    RSA/EC need `hsm_public` for the comparison and proof; oct-HSM needs `unwrap` (the HSM key's
-    AES-KW unwrap). Without them, or when the key cannot be used now (disabled, not yet valid,
-    no suitable key_ops), the outcome has no proof and says why.
+    RSA/EC need `hsm_public` for the comparison and proof. oct-HSM needs `challenge` (what the
+    HSM wrapped offline, for the vault to unwrap) or, with the HSM on this machine, `unwrap`
+    (the HSM key's RFC 3394 unwrap of a value the vault wraps). Without them, or when the key
+    cannot be used now (disabled, not yet valid, no suitable key_ops), the outcome has no proof
+    and says why.
     """
     result = import_byok(conn, name, byok, kty, curve=curve, options=options, hsm_public=hsm_public)
     check_imported_type(result)
     match, proof = None, None
     if kty != "oct-HSM" and hsm_public is not None:
         match = compare_public_keys(result.key, hsm_public)
-    obstacle = proof_obstacle(result.key, kty)
+    one_machine = kty == "oct-HSM" and challenge is None and unwrap is not None
+    obstacle = proof_obstacle(result.key, ("wrapKey",) if one_machine else PROVING_OPS[kty])
     if obstacle is None and kty == "oct-HSM":
-        if unwrap is None:
-            obstacle = "the HSM unwrap was not available"
+        if challenge is not None:
+            proof = prove_unwrap(conn, result.key, challenge)
+        elif unwrap is not None:
+            proof = prove_symmetric(conn, result.key, unwrap, nonce=nonce)
         else:
-            size = result.target.aes_size or 0
-            proof = prove_symmetric(conn, result.key, size, unwrap, nonce=nonce)
+            obstacle = "no challenge wrapped by the HSM was given"
     elif obstacle is None:
         if hsm_public is None:
             obstacle = "no HSM public key was given"
