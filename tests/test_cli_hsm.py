@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 
 from ceremony.byok import parse_byok
 from ceremony.cli import main
+from ceremony.evidence.records import ChallengeRecord
+from ceremony.hsm import open_session
 from tests.fixtures_hsm import make_software_kek, strip_der_zero_padding, unwrap_with_cryptography
 
 KID = "https://127.0.0.1:8443/keys/kek/0123abcd"
@@ -95,7 +99,11 @@ def test_byok_end_to_end_in_a_subprocess(hsm_token, software_kek, tmp_path):
     assert (tmp_path / "ec.pub.pem").read_bytes() == pem
 
 
-def test_byok_aes_in_process(hsm_token, software_kek, tmp_path, monkeypatch, capsys):
+def test_byok_aes_writes_a_challenge_the_key_wrapped(
+    hsm_token, software_kek, tmp_path, monkeypatch, capsys
+):
+    """Beside aes.byok, aes.challenge.json: pyca/cryptography unwraps its blob under the AES key
+    recovered from the .byok, to the value whose SHA-256 it records (and not the value itself)."""
     monkeypatch.setenv("CEREMONY_PIN", hsm_token.pin)
     out = tmp_path / "aes.byok"
     args = byok_args(
@@ -111,9 +119,20 @@ def test_byok_aes_in_process(hsm_token, software_kek, tmp_path, monkeypatch, cap
     )
     assert main(args) == 0
     package = parse_byok(out.read_bytes(), kek_bits=2048)
-    assert len(unwrap_with_cryptography(package.ciphertext, software_kek)) == 32
+    aes_key = unwrap_with_cryptography(package.ciphertext, software_kek)
+    assert len(aes_key) == 32
     assert not (tmp_path / "aes.pub.pem").exists()
-    assert "generated oct-HSM 256 key 'cli-aes'" in capsys.readouterr().out
+    written = (tmp_path / "aes.challenge.json").read_bytes()
+    record = ChallengeRecord.from_json(written)
+    assert written == record.to_json()  # what phase 03 writes, byte for byte
+    assert record.name == "cli-aes" and record.algorithm == "CKM_AES_KEY_WRAP"
+    challenge = aes_key_unwrap(aes_key, bytes.fromhex(record.wrapped))
+    assert len(challenge) == 32
+    assert hashlib.sha256(challenge).hexdigest() == record.challenge_sha256
+    assert challenge.hex().encode() not in written
+    printed = capsys.readouterr().out
+    assert "generated oct-HSM 256 key 'cli-aes'" in printed
+    assert f"wrote {tmp_path / 'aes.challenge.json'}" in printed
 
 
 def test_non_conformant_token_without_rehearsal_writes_nothing(
@@ -280,10 +299,22 @@ def test_existing_output_file_is_refused_before_generating(
     )
     assert with_pin == 0
     assert "never-made" not in capsys.readouterr().out  # and no key was generated:
-    from ceremony.hsm import open_session
-
     with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as session:
         assert session.find_key("never-made") is None
+
+
+def test_existing_challenge_output_is_refused_before_generating(
+    hsm_token, software_kek, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("CEREMONY_PIN", hsm_token.pin)
+    out, challenge = tmp_path / "taken.byok", tmp_path / "taken.challenge.json"
+    challenge.write_bytes(b"precious")
+    key = ["--type", "oct-HSM", "--size", "128", "--rehearsal"]
+    code = main(byok_args(hsm_token, software_kek.pem_path, out, *key, label="never-aes"))
+    assert_refused(code, capsys.readouterr().err, out, expect=f"{challenge} exists already")
+    assert code == 2 and challenge.read_bytes() == b"precious"
+    with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as session:
+        assert session.find_key("never-aes") is None
 
 
 def test_hsm_info_lists_tokens_and_describes_one(hsm_token, monkeypatch, capsys):

@@ -69,6 +69,22 @@ def test_records_refuse_bad_fields(change, message) -> None:
         KekRecord.from_json(b"{", "kek.json")
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"wrapped": "zz" * 40}, "not hex"),
+        ({"challenge_sha256": "ab" * 31}, "wrong length"),
+        ({"wrapped": "ab" * 20}, "wrong length"),
+        ({"wrapped": "ab" * 41}, "wrong length"),
+    ],
+)
+def test_challenge_record_refuses_what_the_vault_could_not_use(change, message) -> None:
+    """Refused on reading, so `ceremony import` stops before it imports anything."""
+    good = ChallengeRecord.of("k", b"c" * 32, b"w" * 40).to_dict()
+    with pytest.raises(UsageError, match=f"k.challenge.json .*{message}"):
+        ChallengeRecord.from_dict({**good, **change}, "k.challenge.json")
+
+
 def _der(key, fmt) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
 

@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -151,27 +152,126 @@ def test_import_chain_from_the_command_line(
     assert versions(kv, name) == [record.attributes["version"]]
 
 
-def test_aes_import_proven_through_the_hsm(
+@pytest.fixture(scope="module")
+def mhsm_kek(mhsm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ceremony kek create` in the local Managed HSM, for the AES keys."""
+    kek_pem = tmp_path_factory.mktemp("mhsm-kek") / "kek.pem"
+    assert main(["kek", "create", "--local-vault", str(mhsm_dir), "--name", "kek-aes",
+                 "--size", "2048", "--out", str(kek_pem)]) == 0  # fmt: skip
+    return kek_pem
+
+
+@dataclass(frozen=True)
+class AesCli:
+    """The AES chain's two sides: `ceremony byok` on the token, the local Managed HSM to import
+    into (`vault_dir` for --local-vault)."""
+
+    capsys: pytest.CaptureFixture[str]
+    token: HsmToken
+    kek: Path
+    folder: Path
+    vault_dir: Path
+
+    def byok(self, name: str) -> Path:
+        """`ceremony byok --type oct-HSM`: <name>.byok and <name>.challenge.json."""
+        out = self.folder / f"{name}.byok"
+        hsm_byok(self.capsys, self.token, self.kek, out, "--type", "oct-HSM", "--size", "128")
+        assert out.with_suffix(".challenge.json").is_file()
+        return out
+
+    def versions(self, name: str) -> list[str]:
+        return versions(connect(local_vault_dir=self.vault_dir), name)
+
+
+@pytest.fixture
+def aes(
     capsys: pytest.CaptureFixture[str],
     hsm_token: HsmToken,
+    mhsm_kek: Path,
     mhsm_dir: Path,
     tmp_path: Path,
-) -> None:
-    kek_pem = tmp_path / "kek.pem"
-    assert main(["kek", "create", "--local-vault", str(mhsm_dir), "--name", "kek-aes",
-                 "--out", str(kek_pem)]) == 0  # fmt: skip
-    byok = hsm_byok(capsys, hsm_token, kek_pem, tmp_path / "aes.byok", "--type", "oct-HSM",
-                    "--size", "256")  # fmt: skip
-    code, out, err = run(capsys, "import", "--local-vault", mhsm_dir, "--name", "aes",
-                         "--byok", byok, "--type", "oct-HSM", "--hsm-module",
-                         hsm_token.module_path, "--token", hsm_token.label, "--hsm-key",
-                         "aes")  # fmt: skip
+) -> AesCli:
+    return AesCli(capsys, hsm_token, mhsm_kek, tmp_path, mhsm_dir)
+
+
+def test_aes_chain_from_the_command_line(capsys: pytest.CaptureFixture[str], aes: AesCli) -> None:
+    """The HSM side writes the challenge; the import (no HSM) has the vault unwrap it."""
+    byok = aes.byok("cli-aes")
+    challenge = byok.with_suffix(".challenge.json")
+    code, out, err = run(capsys, "import", "--local-vault", aes.vault_dir, "--name", "cli-aes",
+                         "--byok", byok, "--type", "oct-HSM", "--challenge", challenge)  # fmt: skip
     assert code == 0, err
-    assert "proven (wrap CKM_AES_KEY_WRAP)" in out
-    record = ImportRecord.from_json((tmp_path / "aes.import.json").read_bytes())
-    assert record.proof["method"] == "wrap" and record.proof["algorithm"] == "CKM_AES_KEY_WRAP"
-    assert record.proof["challenge_sha256"] == record.proof["unwrapped_sha256"]
-    assert record.public_key_jwk is None
+    assert f"Challenge:    {challenge} (wrapped by HSM key 'cli-aes')" in out
+    assert "Possession:   proven (unwrap CKM_AES_KEY_WRAP)" in out
+    record = ImportRecord.from_json((aes.folder / "cli-aes.import.json").read_bytes())
+    made = json.loads(challenge.read_text())
+    assert record.proof["method"] == "unwrap" and record.proof["algorithm"] == "CKM_AES_KEY_WRAP"
+    assert record.proof["wrapped"] == made["wrapped"]
+    answer = hashlib.sha256(bytes.fromhex(record.proof["unwrapped"])).hexdigest()
+    assert answer == record.proof["challenge_sha256"] == made["challenge_sha256"]
+    assert record.public_key_jwk is None and record.byok_sha256 == sha256_file(byok)
+    assert aes.versions("cli-aes") == [record.attributes["version"]]
+
+
+def test_aes_challenge_of_another_key_fails_after_the_import(
+    capsys: pytest.CaptureFixture[str], aes: AesCli
+) -> None:
+    """The vault cannot unwrap key B's challenge with key A: one line that says A is imported
+    and no record was written; the right challenge then proves the same import."""
+    key_a, key_b = aes.byok("aes-a"), aes.byok("aes-b")
+    base = ("import", "--local-vault", aes.vault_dir, "--name", "aes-a", "--byok", key_a,
+            "--type", "oct-HSM", "--challenge")  # fmt: skip
+    line = refused(capsys, *base, key_b.with_suffix(".challenge.json"))
+    assert "could not unwrap the HSM's challenge" in line and "The key stays imported" in line
+    assert not (aes.folder / "aes-a.import.json").exists()
+    assert len(aes.versions("aes-a")) == 1
+    code, out, err = run(capsys, *base, key_a.with_suffix(".challenge.json"))
+    assert code == 0, err
+    assert "Found the earlier import of" in out and "Possession:   proven (unwrap" in out
+    assert len(aes.versions("aes-a")) == 1
+
+
+def test_aes_import_without_challenge_says_not_proven(
+    capsys: pytest.CaptureFixture[str], aes: AesCli
+) -> None:
+    byok = aes.byok("aes-unproven")
+    code, out, err = run(capsys, "import", "--local-vault", aes.vault_dir, "--name",
+                         "aes-unproven", "--byok", byok, "--type", "oct-HSM")  # fmt: skip
+    assert code == 0, err
+    assert "NOT proven: no challenge wrapped by the HSM was given" in out
+    assert f"(give --challenge {byok.with_suffix('.challenge.json')})" in out
+    record = ImportRecord.from_json((aes.folder / "aes-unproven.import.json").read_bytes())
+    assert record.proof["method"] == "none"
+    assert len(aes.versions("aes-unproven")) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("rsa", "--challenge proves an oct-HSM key, not RSA-HSM"),
+        ("absent", "Cannot read the challenge record"),
+        ("not-json", "is not JSON"),
+        ("not-hex", "not hex"),
+    ],
+)
+def test_bad_challenge_is_refused_before_the_import(
+    capsys: pytest.CaptureFixture[str], aes: AesCli, case: str, message: str
+) -> None:
+    byok = aes.byok(f"aes-{case}")
+    challenge, kind = byok.with_suffix(".challenge.json"), "oct-HSM"
+    if case == "rsa":
+        kind = "RSA-HSM"
+    elif case == "absent":
+        challenge.unlink()
+    elif case == "not-json":
+        challenge.write_text("{")
+    else:
+        challenge.write_text(challenge.read_text().replace('"wrapped": "', '"wrapped": "zz'))
+    code, _, err = run(capsys, "import", "--local-vault", aes.vault_dir, "--name", f"aes-{case}",
+                       "--byok", byok, "--type", kind, "--challenge", challenge)  # fmt: skip
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert aes.versions(f"aes-{case}") == []
 
 
 # ---- refusals -------------------------------------------------------------------------------
@@ -339,7 +439,6 @@ def test_vault_and_local_vault_must_agree(
         (("--expires", "tomorrow"), "not an ISO-8601 time"),
         (("--not-before", "2027-01-01T00:00:00"), "no time zone"),
         (("--exportable",), "needs a release policy"),
-        (("--hsm-module", "/x.so"), "go together"),
         (("--tag", "ceremony-import-id=1"), "set by the ceremony"),
     ],
 )
@@ -360,7 +459,7 @@ def test_bad_import_options_are_usage_errors(
     assert versions(kv, "opts") == []
 
 
-def test_import_without_hsm_key_says_not_proven(
+def test_import_disabled_says_not_proven(
     capsys: pytest.CaptureFixture[str],
     kv_dir: Path,
     kv: VaultConnection,

@@ -7,7 +7,6 @@ for every importable key type; AES in the Managed HSM flavour.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
@@ -21,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from ceremony.byok import ByokPackage
-from ceremony.errors import HsmError, RefusedError, VerificationError
+from ceremony.errors import RefusedError, VerificationError
 from ceremony.evidence.records import ChallengeRecord
 from ceremony.hsm import HsmSession, open_session
 from ceremony.keyspec import KeySpec
@@ -38,7 +37,6 @@ from ceremony.vault import (
     import_and_prove,
     load_public_key,
     prove_asymmetric,
-    prove_symmetric,
     prove_unwrap,
 )
 from tests.fixtures_hsm import HsmToken
@@ -119,10 +117,7 @@ def test_asymmetric_chain_in_key_vault(
     label, byok, public_pem = wrap_new_key(session, spec, kv_kek)
     assert public_pem is not None
     hsm_public = load_public_key(public_pem.encode())
-    record = import_and_prove(
-        kv, label, byok, spec.kty, curve=spec.curve, hsm_public=hsm_public,
-        nonce=session.random_bytes(32),
-    )  # fmt: skip
+    record = import_and_prove(kv, label, byok, spec.kty, curve=spec.curve, hsm_public=hsm_public)
     data = record.to_dict()
     assert data["kty"] == spec.kty and data["curve"] == spec.curve
     assert data["public_key_match"]["equal"] is True
@@ -132,12 +127,6 @@ def test_asymmetric_chain_in_key_vault(
     assert data["tags"][IMPORT_ID_TAG] == hashlib.sha256(byok).hexdigest()
     assert data["public_key_pem"] == public_pem
     assert versions(kv, label) == [data["version"]]
-
-
-def challenge_for(session: HsmSession, label: str) -> ChallengeRecord:
-    """What phase 03 leaves for an AES key: an HSM-random challenge the key wrapped."""
-    challenge = session.random_bytes(32)
-    return ChallengeRecord.of(label, challenge, session.wrap_challenge(label, challenge))
 
 
 @pytest.mark.parametrize("size", [128, 192, 256])
@@ -150,7 +139,7 @@ def test_aes_chain_in_managed_hsm(
 ) -> None:
     label, byok, public_pem = wrap_new_key(session, KeySpec("oct-HSM", size), mhsm_kek)
     assert public_pem is None
-    challenge = challenge_for(session, label)
+    challenge = ChallengeRecord.drawn_by(session, label)
     with caplog.at_level(logging.WARNING, logger="azure"):
         record = import_and_prove(mhsm, label, byok, "oct-HSM", challenge=challenge)
     assert not caplog.records  # no local-crypto attempt by the SDK
@@ -172,7 +161,7 @@ def test_aes_chain_in_managed_hsm(
 @pytest.fixture(scope="module")
 def two_aes_keys(
     mhsm: VaultConnection, mhsm_kek: Kek, hsm_token: HsmToken
-) -> tuple[HsmSession, KeyVaultKey, KeyVaultKey]:
+) -> tuple[str, KeyVaultKey, KeyVaultKey]:
     """Two AES-128 keys made in the HSM and imported: (label A, vault key A, vault key B)."""
     with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as session:
         found = []
@@ -186,7 +175,7 @@ def test_aes_proof_fails_for_another_vault_key(
     mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
 ) -> None:
     label, key_a, key_b = two_aes_keys
-    challenge = challenge_for(session, label)
+    challenge = ChallengeRecord.drawn_by(session, label)
     assert prove_unwrap(mhsm, key_a, challenge).verified
     with pytest.raises(VerificationError, match="could not unwrap"):
         prove_unwrap(mhsm, key_b, challenge)
@@ -196,7 +185,7 @@ def test_aes_proof_fails_for_a_tampered_challenge(
     mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
 ) -> None:
     label, key_a, _ = two_aes_keys
-    challenge = challenge_for(session, label)
+    challenge = ChallengeRecord.drawn_by(session, label)
     blob = bytearray(bytes.fromhex(challenge.wrapped))
     blob[-1] ^= 1
     with pytest.raises(VerificationError, match="could not unwrap"):
@@ -216,20 +205,9 @@ def test_aes_without_challenge_has_no_proof(
     assert outcome.to_evidence().proof["method"] == "none"
     label, byok, _ = wrap_new_key(session, KeySpec("oct-HSM", 128), mhsm_kek)
     options = ImportOptions(key_ops=("encrypt", "decrypt", "wrapKey"))
-    challenge = challenge_for(session, label)
+    challenge = ChallengeRecord.drawn_by(session, label)
     outcome = import_and_prove(mhsm, label, byok, "oct-HSM", options=options, challenge=challenge)
     assert outcome.proof is None and "allow none of unwrapKey" in (outcome.no_proof_reason or "")
-
-
-def test_aes_proof_on_one_machine(
-    mhsm: VaultConnection, session: HsmSession, two_aes_keys: tuple
-) -> None:
-    """`ceremony import --hsm-key`: the vault (not the SDK) wraps, the HSM unwraps."""
-    label, key_a, key_b = two_aes_keys
-    proof = prove_symmetric(mhsm, key_a, functools.partial(session.unwrap_challenge, label))
-    assert proof.verified and proof.algorithm == "CKM_AES_KEY_WRAP"
-    with pytest.raises(HsmError):  # key B's wrap does not unwrap under A in the HSM
-        prove_symmetric(mhsm, key_b, functools.partial(session.unwrap_challenge, label))
 
 
 def test_rerun_recognises_the_import(

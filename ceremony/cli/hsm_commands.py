@@ -1,7 +1,7 @@
 """cli.hsm_commands: `ceremony byok` and `ceremony hsm info`, the scriptable HSM side.
 
-Parses arguments, calls ceremony.hsm and ceremony.byok, prints; never takes a PIN as an argument
-and never overwrites a file.
+Parses arguments, calls ceremony.hsm and ceremony.byok (and ChallengeRecord for AES), prints;
+never takes a PIN as an argument and never overwrites a file.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
         "byok",
         help="generate a key in the HSM and wrap it into a .byok file for Azure",
         description="Generate a key inside the HSM and package it for Azure BYOK import "
-        "(CKM_RSA_AES_KEY_WRAP). " + PIN_HELP,
+        "(CKM_RSA_AES_KEY_WRAP). Beside FILE.byok go FILE.pub.pem (RSA, EC) or, for AES, "
+        "FILE.challenge.json: a random challenge the new key wrapped, for `ceremony import "
+        "--challenge` to prove the vault holds the key. " + PIN_HELP,
     )
     _module_args(byok)
     byok.add_argument("--token", required=True, help="token label")
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
     group.add_argument("--size", type=int, help="bits: RSA 2048/3072/4096, AES 128/192/256")
     group.add_argument("--curve", help="EC curve: " + " | ".join(EC_CURVES))
     byok.add_argument("--label", required=True, help="label of the new key on the token")
-    byok.add_argument("--out", required=True, type=Path, help="the .byok file to create")
+    byok.add_argument("--out", required=True, type=Path, help="the FILE.byok to create")
     byok.add_argument(
         "--rehearsal",
         action="store_true",
@@ -74,6 +76,7 @@ def _module_path(args: argparse.Namespace) -> str:
 
 def run_byok(args: argparse.Namespace) -> int:
     from ceremony.byok import ByokPackage, generator_text, parse_byok, parse_kid
+    from ceremony.evidence.records import ChallengeRecord
     from ceremony.hsm import load_kek, open_session, read_pin, require_conformant
     from ceremony.hsm.keys import label_taken
     from ceremony.keyspec import KeySpec
@@ -82,8 +85,10 @@ def run_byok(args: argparse.Namespace) -> int:
     if out.suffix != ".byok":
         raise UsageError(f"Output {out} must end in .byok.", "Name the output FILE.byok.")
     spec = KeySpec(args.kty, size=args.size, curve=args.curve)
-    public_out = out.with_suffix(".pub.pem") if spec.family != "AES" else None
-    for path in (out, public_out):
+    aes = spec.family == "AES"
+    public_out = out.with_suffix(".pub.pem") if not aes else None
+    challenge_out = out.with_suffix(".challenge.json") if aes else None
+    for path in (out, public_out, challenge_out):
         if path is not None and path.exists():
             raise UsageError(f"{path} exists already.", "Choose a new --out; nothing was changed.")
     if not out.parent.is_dir():
@@ -109,8 +114,11 @@ def run_byok(args: argparse.Namespace) -> int:
         print(f"generated {spec.describe()} key {key.label!r} (CKA_ID {key.id_hex}): {attrs}")
         try:
             ciphertext = session.wrap_for_byok(args.label, kek_bytes, result)
+            # The challenge is drawn and wrapped in this session, then forgotten: only its
+            # digest is written, so the online side cannot answer without the vault's key.
+            challenge = ChallengeRecord.drawn_by(session, args.label) if aes else None
         except CeremonyError as exc:
-            exc.message = f"Key {args.label!r} was generated but not wrapped: {exc.message}"
+            exc.message = f"Key {args.label!r} was generated but not packaged: {exc.message}"
             raise
         generator = generator_text(token.manufacturer, token.model, token.firmware_version)
     package = ByokPackage(kid.kid, ciphertext, generator)
@@ -121,6 +129,12 @@ def run_byok(args: argparse.Namespace) -> int:
     if public_out is not None and key.public_key_pem:
         write_new(public_out, key.public_key_pem.encode("ascii"))
         print(f"wrote {public_out} (public key)")
+    if challenge_out is not None and challenge is not None:
+        write_new(challenge_out, challenge.to_json())
+        print(
+            f"wrote {challenge_out} (challenge wrapped by the key, SHA-256 "
+            f"{challenge.challenge_sha256}; give it to `ceremony import --challenge`)"
+        )
     return 0
 
 

@@ -1,20 +1,22 @@
 """cli.vault_commands: `ceremony kek create|fetch` and `ceremony import` — parse, call, print.
 
 All logic lives in ceremony.vault; this module only turns arguments into calls and results into
-lines for the witnesses. Never takes a PIN as an argument (CEREMONY_PIN or a hidden prompt).
+lines for the witnesses. Never opens an HSM: an AES key is proven with the challenge record
+`ceremony byok` left beside its .byok.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ceremony.errors import UsageError
 from ceremony.keyspec import EC_CURVES, KEY_TYPES
+
+if TYPE_CHECKING:
+    from ceremony.evidence.records import ChallengeRecord
 
 
 def _add_vault_args(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +59,13 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--type", required=True, choices=KEY_TYPES, dest="kty")
     imp.add_argument("--curve", choices=EC_CURVES)
     imp.add_argument("--ops", metavar="LIST", help="comma-separated key_ops (default: by type)")
-    imp.add_argument("--hsm-public-key", type=Path, metavar="FILE.pem")
+    imp.add_argument("--hsm-public-key", type=Path, metavar="FILE.pem", help="RSA and EC")
+    imp.add_argument(
+        "--challenge",
+        type=Path,
+        metavar="FILE.challenge.json",
+        help="oct-HSM: the challenge `ceremony byok` wrote beside the .byok",
+    )
     imp.add_argument("--new-version", action="store_true", help="add a version to an existing key")
     imp.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
     imp.add_argument("--not-before", metavar="ISO-8601")
@@ -66,10 +74,6 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--exportable", action="store_true")
     imp.add_argument("--release-policy", type=Path, metavar="FILE.json")
     imp.add_argument("--record", type=Path, metavar="FILE", help="default: <name>.import.json")
-    hsm = imp.add_argument_group("AES proof through the HSM (PIN from CEREMONY_PIN or a prompt)")
-    hsm.add_argument("--hsm-module", metavar="PATH", help="PKCS#11 module")
-    hsm.add_argument("--token", metavar="LABEL", help="token label")
-    hsm.add_argument("--hsm-key", metavar="LABEL", help="label of the AES key in the HSM")
     imp.set_defaults(handler=import_key)
 
 
@@ -167,7 +171,27 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _challenge(path: Path | None, kty: str) -> ChallengeRecord | None:
+    """The ChallengeRecord `ceremony byok` wrote for an AES key, or None when none was given."""
+    if path is None:
+        return None
+    if kty != "oct-HSM":
+        raise UsageError(
+            f"--challenge proves an oct-HSM key, not {kty}.",
+            "Drop it; give --hsm-public-key for RSA and EC keys.",
+        )
+    from ceremony.evidence.records import ChallengeRecord
+
+    content = _read(path, "challenge record")
+    try:
+        return ChallengeRecord.from_json(content, str(path))
+    except UsageError as exc:
+        exc.remedy = "Give the FILE.challenge.json that `ceremony byok` wrote beside the .byok."
+        raise
+
+
 def import_key(args: argparse.Namespace) -> int:
+    from ceremony.errors import VerificationError
     from ceremony.files import refuse_existing
     from ceremony.vault import (
         import_and_prove,
@@ -184,19 +208,10 @@ def import_key(args: argparse.Namespace) -> int:
         hsm_public = load_public_key(
             _read(args.hsm_public_key, "public key"), str(args.hsm_public_key)
         )
-    hsm_args = (args.hsm_module, args.token, args.hsm_key)
-    if any(hsm_args) and not all(hsm_args):
-        raise UsageError("--hsm-module, --token and --hsm-key go together.", "Give all three.")
+    challenge = _challenge(args.challenge, args.kty)
     options = _options(args)
     conn = _connect(args)
-    with contextlib.ExitStack() as stack:
-        unwrap, nonce = None, None
-        if all(hsm_args):
-            from ceremony.hsm import open_session, read_pin
-
-            session = stack.enter_context(open_session(args.hsm_module, args.token, pin=read_pin()))
-            unwrap = functools.partial(session.unwrap_challenge, args.hsm_key)
-            nonce = session.random_bytes(32)  # the challenge comes from the HSM's generator
+    try:
         record = import_and_prove(
             conn,
             args.name,
@@ -205,13 +220,23 @@ def import_key(args: argparse.Namespace) -> int:
             curve=args.curve,
             options=options,
             hsm_public=hsm_public,
-            unwrap=unwrap,
-            nonce=nonce,
+            challenge=challenge,
         )
+    except VerificationError as exc:
+        # Every check that fails here runs after the import: the key is in the vault.
+        exc.message = f"{exc.message} The key stays imported; {record_path} was not written."
+        if challenge is not None:
+            exc.remedy += (
+                " If it was the wrong challenge record, rerun with the one `ceremony byok` wrote "
+                "beside this .byok: the import is recognised, not repeated."
+            )
+        raise
     write_import_record(record, record_path)
     data = record.to_dict()
     verb = "Found the earlier import of" if data["recognised_existing_import"] else "Imported"
     print(f"{verb} {data['kid']}")
+    if challenge is not None:
+        print(f"Challenge:    {args.challenge} (wrapped by HSM key {challenge.name!r})")
     if data["public_key_match"]:
         print("Public key:   equal to the HSM's")
     if data["proof"]:
@@ -219,9 +244,9 @@ def import_key(args: argparse.Namespace) -> int:
         print(f"Possession:   proven ({proof['method']} {proof['algorithm']})")
     else:
         print(f"Possession:   NOT proven: {data['no_proof_reason']}")
-        if not (hsm_public or unwrap):
-            print(
-                "              (give --hsm-public-key, or --hsm-module/--token/--hsm-key for AES)"
-            )
+        if args.kty == "oct-HSM" and challenge is None:
+            print(f"              (give --challenge {args.byok.with_suffix('.challenge.json')})")
+        elif args.kty != "oct-HSM" and hsm_public is None:
+            print("              (give --hsm-public-key)")
     print(f"Wrote {record_path}")
     return 0

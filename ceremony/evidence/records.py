@@ -14,12 +14,13 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from types import UnionType
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from ceremony.errors import UsageError
 
 SCHEMA_VERSION = 1
 AES_KEY_WRAP = "CKM_AES_KEY_WRAP"  # RFC 3394, the vault's name for the AES challenge wrap
+CHALLENGE_BYTES = 32  # an AES challenge: HSM-random, a multiple of 8 as RFC 3394 needs
 
 # Where the phases put things (paths relative to the workspace).
 WORKSPACE_FILES = {
@@ -112,6 +113,14 @@ class KeyRecord(_Record):
     hsm: dict[str, Any] = field(default_factory=dict)  # token and library description
 
 
+class ChallengeWrapper(Protocol):
+    """The HSM side of an AES challenge: ceremony.hsm.HsmSession (named here, never imported)."""
+
+    def random_bytes(self, count: int) -> bytes: ...
+
+    def wrap_challenge(self, label: str, challenge: bytes) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class ChallengeRecord(_Record):
     """keys/<name>.challenge.json: a random challenge the HSM wrapped under an AES target key.
@@ -131,6 +140,29 @@ class ChallengeRecord(_Record):
         """The record of `challenge` wrapped by the HSM as `wrapped` (RFC 3394)."""
         digest = hashlib.sha256(challenge).hexdigest()
         return cls(name, AES_KEY_WRAP, wrapped.hex(), digest)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "") -> ChallengeRecord:  # type: ignore[override]
+        """As every record, and the hex must be hex: a reader asks the vault only after import."""
+        record = super().from_dict(data, source)
+        try:
+            wrapped, digest = bytes.fromhex(record.wrapped), bytes.fromhex(record.challenge_sha256)
+        except ValueError:
+            raise _bad(
+                source or cls.kind, "has a wrapped or challenge_sha256 that is not hex"
+            ) from None
+        if len(wrapped) < 24 or len(wrapped) % 8 or len(digest) != 32:
+            raise _bad(source or cls.kind, "has a wrapped or challenge_sha256 of the wrong length")
+        return record
+
+    @classmethod
+    def drawn_by(cls, hsm: ChallengeWrapper, name: str) -> ChallengeRecord:
+        """The HSM draws a random challenge and AES key `name` (its label) wraps it, in one session.
+
+        Phase 03 and `ceremony byok` both make the record here; the challenge is then forgotten.
+        """
+        challenge = hsm.random_bytes(CHALLENGE_BYTES)
+        return cls.of(name, challenge, hsm.wrap_challenge(name, challenge))
 
 
 @dataclass(frozen=True)
@@ -153,7 +185,7 @@ PROOF_SHAPES = {
     "sign": {
         "method": "sign",
         "algorithm": "JWS alg the vault signed with: PS256, RS256, ES256, ES384, ES512, ES256K",
-        "challenge": "hex of the random challenge (from the HSM RNG)",
+        "challenge": "hex of the random challenge",
         "signature": "base64url signature returned by the vault over SHA-2(challenge)",
     },
     "decrypt": {
@@ -170,14 +202,6 @@ PROOF_SHAPES = {
         "wrapped": "hex of the challenge the HSM wrapped in phase 03 (keys/<name>.challenge.json)",
         "challenge_sha256": "hex SHA-256 of that challenge, from the phase-03 record",
         "unwrapped": "hex of what the vault's key unwrapped; its SHA-256 must be challenge_sha256",
-        "checked_by": "who compared",
-    },
-    "wrap": {
-        "method": "wrap",
-        "algorithm": "CKM_AES_KEY_WRAP (RFC 3394)",
-        "challenge_sha256": "hex SHA-256 of the challenge the vault wrapped",
-        "wrapped": "hex of what the vault returned",
-        "unwrapped_sha256": "hex SHA-256 of what the HSM key unwrapped (both on one machine)",
         "checked_by": "who compared",
     },
 }

@@ -414,12 +414,8 @@ def _check_aes_proof(key: KeyFacts, proof: dict[str, Any], kid: str) -> tuple[bo
     """An AES key has no public half: the possession proof is the only link to the HSM's key.
 
     "unwrap": the vault unwrapped the challenge the HSM wrapped offline (phase 03), and what it
-    returned hashes to the digest in that record. "wrap": both sides were on one machine."""
+    returned hashes to the digest in that record."""
     method = proof.get("method")
-    if method == "wrap":
-        digest = proof.get("challenge_sha256")
-        same = digest is not None and digest == proof.get("unwrapped_sha256")
-        return (same, f"{kid}, vault wrap, HSM unwrap") if same else (False, "no wrap proof")
     if method != "unwrap":
         return False, f"no possession proof for an AES key ({proof.get('reason', method)})"
     challenge = key.challenge

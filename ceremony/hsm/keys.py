@@ -48,10 +48,7 @@ _SIGNING = MechanismFlag.SIGN | MechanismFlag.VERIFY
 _CAPABILITIES = {
     "RSA": _SIGNING | MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT,
     "EC": _SIGNING,
-    "AES": MechanismFlag.ENCRYPT
-    | MechanismFlag.DECRYPT
-    | MechanismFlag.WRAP
-    | MechanismFlag.UNWRAP,
+    "AES": MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.WRAP,
 }
 
 

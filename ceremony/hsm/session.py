@@ -64,12 +64,8 @@ class HsmSession:
         """AES key `label` wraps a challenge (RFC 3394) for the vault to unwrap: the AES proof."""
         return wrap.wrap_challenge(self.raw, label, challenge)
 
-    def unwrap_challenge(self, label: str, wrapped: bytes) -> bytes:
-        """AES key `label` unwraps an RFC 3394 challenge (proof of possession of AES keys)."""
-        return wrap.unwrap_challenge(self.raw, label, wrapped)
-
     def random_bytes(self, count: int) -> bytes:
-        """Random bytes from the HSM, for challenges and nonces."""
+        """Random bytes from the HSM, for the AES proof-of-possession challenges."""
         with hsm_step("Drawing random bytes from the HSM"):
             return bytes(self.raw.generate_random(count * 8))
 

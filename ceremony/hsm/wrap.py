@@ -1,7 +1,7 @@
 """hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM, and the AES proof-of-possession challenges.
 
 Owns the ephemeral AES key's whole life (made, used, destroyed); the target key never leaves the
-HSM in plaintext and no key value is ever returned, except a non-secret challenge.
+HSM in plaintext and no key value is ever returned, only wrapped blobs.
 """
 
 from __future__ import annotations
@@ -82,27 +82,6 @@ def _two_step(session: Any, kek_object: Any, target: Any, label: str, aes_wrap: 
         with hsm_step("Destroying the ephemeral AES key"):
             ephemeral.destroy()
     return wrapped_ephemeral + wrapped_target
-
-
-def unwrap_challenge(session: Any, label: str, wrapped: bytes) -> bytes:
-    """Unwrap an RFC 3394 blob (Key Vault's A128KW/A192KW/A256KW wrapKey) with AES key `label`.
-
-    The value is a challenge chosen for the proof of possession, not a secret of the ceremony.
-    """
-    key = _aes_key(session, label)
-    with hsm_step(f"Unwrapping the challenge with {label!r}"):
-        challenge = key.unwrap_key(
-            ObjectClass.SECRET_KEY,
-            KeyType.GENERIC_SECRET,
-            wrapped,
-            mechanism=Mechanism.AES_KEY_WRAP,
-            store=False,
-            template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
-        )
-        try:
-            return bytes(challenge[Attribute.VALUE])
-        finally:
-            challenge.destroy()
 
 
 def wrap_challenge(session: Any, label: str, challenge: bytes) -> bytes:

@@ -16,7 +16,6 @@ from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
 
 WRAPPED = "key-wrapped"
 CHALLENGED = "aes-challenge-wrapped"
-CHALLENGE_BYTES = 32
 
 
 @step
@@ -65,8 +64,7 @@ def _challenge(ctx: Context, session: Any, name: str) -> CheckpointItem:
 
     target = f"keys/{name}.challenge.json"
     if not ctx.workspace.exists(target):
-        challenge = session.random_bytes(CHALLENGE_BYTES)
-        record = ChallengeRecord.of(name, challenge, session.wrap_challenge(name, challenge))
+        record = ChallengeRecord.drawn_by(session, name)
         ctx.workspace.write_new(target, record.to_json())
         ctx.record(CHALLENGED, {"name": name, "challenge_sha256": record.challenge_sha256})
     return CheckpointItem(target, sha256_hex(ctx.workspace.path(target).read_bytes()))

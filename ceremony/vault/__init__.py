@@ -29,7 +29,6 @@ from ceremony.vault.proof import (
     PublicKeyMatch,
     compare_public_keys,
     prove_asymmetric,
-    prove_symmetric,
     prove_unwrap,
 )
 from ceremony.vault.record import (
@@ -64,7 +63,6 @@ __all__ = [
     "kek_from_key",
     "load_public_key",
     "prove_asymmetric",
-    "prove_symmetric",
     "prove_unwrap",
     "public_key_from_jwk",
     "spki_pem",

@@ -1,14 +1,13 @@
 """vault.proof: evidence that the vault holds the very key the HSM generated.
 
 Public halves compared number by number; possession shown by a round trip checked against the HSM's
-public key, its unwrap, or the digest of a challenge it wrapped. Never trusts the vault's word.
+public key or the digest of a challenge it wrapped. Never trusts the vault's word.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -84,15 +83,9 @@ class PossessionProof:
         }
 
 
-def make_challenge(key_id: str, nonce: bytes | None = None) -> bytes:
-    """A challenge bound to this ceremony step and key: context, key id, fresh random bytes.
-
-    Pass `nonce` from the HSM's generator when one is at hand; os.urandom otherwise.
-    """
-    nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
-    if len(nonce) < 16:
-        raise RefusedError("A challenge nonce needs at least 16 random bytes.", "Give more.")
-    return CHALLENGE_CONTEXT + key_id.encode() + b"\x00" + nonce
+def make_challenge(key_id: str) -> bytes:
+    """A challenge bound to this ceremony step and key: context, key id, fresh random bytes."""
+    return CHALLENGE_CONTEXT + key_id.encode() + b"\x00" + os.urandom(NONCE_BYTES)
 
 
 def compare_public_keys(cloud_key: KeyVaultKey, hsm_public: PublicKey) -> PublicKeyMatch:
@@ -112,7 +105,7 @@ def _ops(key: KeyVaultKey) -> set[str]:
 
 
 # The operations that can show possession, by key type (any one suffices). oct-HSM: the vault
-# unwraps the challenge the HSM wrapped (with the HSM on the same machine: "wrapKey" instead).
+# unwraps the challenge the HSM wrapped.
 PROVING_OPS = {"RSA-HSM": ("sign", "decrypt"), "EC-HSM": ("sign",), "oct-HSM": ("unwrapKey",)}
 
 
@@ -135,13 +128,13 @@ def proof_obstacle(
 
 
 def prove_asymmetric(
-    conn: VaultConnection, key: KeyVaultKey, hsm_public: PublicKey, *, nonce: bytes | None = None
+    conn: VaultConnection, key: KeyVaultKey, hsm_public: PublicKey
 ) -> PossessionProof:
     """The vault signs a fresh challenge; the HSM public key verifies it (pyca/cryptography).
 
     RSA keys without 'sign' prove possession by decrypting an RSA-OAEP-256 challenge instead.
     """
-    challenge = make_challenge(key.id or "", nonce)
+    challenge = make_challenge(key.id or "")
     crypto = conn.key_client().get_cryptography_client(key.name, key_version=key.properties.version)
     ops = _ops(key)
     if isinstance(hsm_public, rsa.RSAPublicKey) and "sign" not in ops and "decrypt" in ops:
@@ -193,27 +186,22 @@ def _prove_by_decrypt(
     return proof
 
 
-def _aes_crypto(conn: VaultConnection, key: KeyVaultKey, op: str) -> Any:
-    """A CryptographyClient for an AES proof with `op` ('wrapKey' or 'unwrapKey') allowed.
-
-    The proofs use CKM_AES_KEY_WRAP (RFC 3394, like A*KW): the SDK cannot do it locally, so the
-    call always reaches the vault. With A128KW..A256KW, azure-keyvault-keys 4.11 would "wrap"
-    locally under a random key of its own, since an oct-HSM JWK carries no 'k'.
-    """
-    if op not in _ops(key):
-        raise RefusedError(
-            f"The key {key.name} does not allow {op}, so possession cannot be shown.",
-            f"Import it with key_ops including {op}.",
-        )
-    return conn.key_client().get_cryptography_client(key.name, key_version=key.properties.version)
-
-
 def prove_unwrap(
     conn: VaultConnection, key: KeyVaultKey, challenge: ChallengeRecord
 ) -> PossessionProof:
     """The vault unwraps the challenge the HSM wrapped offline; SHA-256 of the answer must equal
-    the digest the HSM recorded (the challenge itself never crossed the air gap)."""
-    crypto = _aes_crypto(conn, key, "unwrapKey")
+    the digest the HSM recorded (the challenge itself never crossed the air gap).
+
+    CKM_AES_KEY_WRAP (RFC 3394, like A*KW) is one the SDK cannot do locally, so the call always
+    reaches the vault; with A128KW..A256KW, azure-keyvault-keys 4.11 tries local crypto first,
+    although an oct-HSM JWK carries no 'k'.
+    """
+    if "unwrapKey" not in _ops(key):
+        raise RefusedError(
+            f"The key {key.name} does not allow unwrapKey, so possession cannot be shown.",
+            "Import it with key_ops including unwrapKey.",
+        )
+    crypto = conn.key_client().get_cryptography_client(key.name, key_version=key.properties.version)
     with vault_errors(f"unwrap the proof challenge with {key.name}", conn.url):
         try:
             answer = crypto.unwrap_key(_AES_KEY_WRAP, bytes.fromhex(challenge.wrapped)).key
@@ -235,37 +223,6 @@ def prove_unwrap(
         "SHA-256 compared with the HSM's challenge record",
         verified,
         challenge.challenge_sha256,
-    )
-    _require(proof, key)
-    return proof
-
-
-def prove_symmetric(
-    conn: VaultConnection,
-    key: KeyVaultKey,
-    unwrap: Callable[[bytes], bytes],
-    *,
-    nonce: bytes | None = None,
-) -> PossessionProof:
-    """The vault wraps a fresh random value with its AES key; the HSM key unwraps it.
-
-    For one machine holding both the HSM and vault access (`ceremony import --hsm-key`);
-    `unwrap` is the HSM side, e.g. functools.partial(session.unwrap_challenge, label).
-    """
-    crypto = _aes_crypto(conn, key, "wrapKey")
-    value = nonce if nonce is not None else os.urandom(NONCE_BYTES)
-    if len(value) < 16 or len(value) % 8:
-        raise RefusedError("An AES-KW challenge is 16+ bytes, a multiple of 8.", "Give 32 bytes.")
-    with vault_errors(f"wrap the proof challenge with {key.name}", conn.url):
-        wrapped = crypto.wrap_key(_AES_KEY_WRAP, value).encrypted_key
-    unwrapped = unwrap(wrapped)
-    proof = PossessionProof(
-        "wrap",
-        str(_AES_KEY_WRAP.value),
-        value.hex(),
-        wrapped.hex(),
-        "HSM unwrap, compared",
-        unwrapped == value,
     )
     _require(proof, key)
     return proof

@@ -8,8 +8,6 @@ overwrites a record, never records a secret (challenges are random values made f
 from __future__ import annotations
 
 import base64
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +28,6 @@ from ceremony.vault.proof import (
     compare_public_keys,
     proof_obstacle,
     prove_asymmetric,
-    prove_symmetric,
     prove_unwrap,
 )
 
@@ -145,11 +142,6 @@ def evidence_proof(proof: PossessionProof | None, reason: str | None = None) -> 
         shaped["wrapped"] = proof.challenge_hex
         shaped["challenge_sha256"] = proof.expected_sha256
         shaped["unwrapped"] = proof.response_hex
-    elif proof.method == "wrap":
-        challenge = hashlib.sha256(bytes.fromhex(proof.challenge_hex)).hexdigest()
-        shaped["challenge_sha256"] = challenge
-        shaped["wrapped"] = proof.response_hex
-        shaped["unwrapped_sha256"] = challenge if proof.verified else None
     else:
         shaped.update(challenge=proof.challenge_hex, response=proof.response_hex)
     shaped["checked_by"] = proof.checked_by
@@ -184,36 +176,29 @@ def import_and_prove(
     options: ImportOptions | None = None,
     hsm_public: PublicKey | None = None,
     challenge: ChallengeRecord | None = None,
-    unwrap: Callable[[bytes], bytes] | None = None,
-    nonce: bytes | None = None,
 ) -> ImportOutcome:
     """Import (or recognise) the key, compare public halves, run the possession round trip.
 
     RSA/EC need `hsm_public` for the comparison and proof. oct-HSM needs `challenge` (what the
-    HSM wrapped offline, for the vault to unwrap) or, with the HSM on this machine, `unwrap`
-    (the HSM key's RFC 3394 unwrap of a value the vault wraps). Without them, or when the key
-    cannot be used now (disabled, not yet valid, no suitable key_ops), the outcome has no proof
-    and says why.
+    HSM wrapped offline, for the vault to unwrap). Without them, or when the key cannot be used
+    now (disabled, not yet valid, no suitable key_ops), the outcome has no proof and says why.
     """
     result = import_byok(conn, name, byok, kty, curve=curve, options=options, hsm_public=hsm_public)
     check_imported_type(result)
     match, proof = None, None
     if kty != "oct-HSM" and hsm_public is not None:
         match = compare_public_keys(result.key, hsm_public)
-    one_machine = kty == "oct-HSM" and challenge is None and unwrap is not None
-    obstacle = proof_obstacle(result.key, ("wrapKey",) if one_machine else PROVING_OPS[kty])
+    obstacle = proof_obstacle(result.key, PROVING_OPS[kty])
     if obstacle is None and kty == "oct-HSM":
-        if challenge is not None:
-            proof = prove_unwrap(conn, result.key, challenge)
-        elif unwrap is not None:
-            proof = prove_symmetric(conn, result.key, unwrap, nonce=nonce)
-        else:
+        if challenge is None:
             obstacle = "no challenge wrapped by the HSM was given"
+        else:
+            proof = prove_unwrap(conn, result.key, challenge)
     elif obstacle is None:
         if hsm_public is None:
             obstacle = "no HSM public key was given"
         else:
-            proof = prove_asymmetric(conn, result.key, hsm_public, nonce=nonce)
+            proof = prove_asymmetric(conn, result.key, hsm_public)
     return ImportOutcome(result, match, proof, datetime.now(UTC), obstacle)
 
 
