@@ -204,3 +204,20 @@ def test_reordered_members_are_named(sealed_ceremony: SealedCeremony, tmp_path: 
             tar.addfile(member, source.extractfile(member))
     report = _verify_bytes(tmp_path, out.getvalue(), sealed_ceremony)
     assert _first(report)[0] == "archive.tar" and "out of order" in _first(report)[1]
+
+
+def test_a_changed_byte_in_padding_or_after_the_end_marker_is_detected(tmp_path) -> None:
+    """The archive is canonical: even bytes no member owns must be exactly as sealed."""
+    from ceremony.errors import VerificationError
+    from ceremony.evidence.archive import archive_bytes, parse_archive
+
+    raw = archive_bytes({"a.txt": b"abc", "b.txt": b"defg"}, 1_700_000_000)
+    assert parse_archive(raw, "ok.tar") == {"a.txt": b"abc", "b.txt": b"defg"}
+    in_padding = bytearray(raw)
+    in_padding[512 + 3] = 0x41  # right after a.txt's three bytes, inside its block padding
+    with pytest.raises(VerificationError, match=r"padding after member a\.txt"):
+        parse_archive(bytes(in_padding), "padded.tar")
+    after_end = bytearray(raw)
+    after_end[-1] = 0x01
+    with pytest.raises(VerificationError, match="after the end-of-archive marker"):
+        parse_archive(bytes(after_end), "tail.tar")

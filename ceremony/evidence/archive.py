@@ -71,6 +71,8 @@ def parse_archive(raw: bytes, label: str) -> dict[str, bytes]:
         if header == _ZERO_BLOCK:
             if raw[offset + _BLOCK : offset + 2 * _BLOCK] != _ZERO_BLOCK:
                 raise _damaged(label, files, "truncated: the end-of-archive marker is incomplete")
+            if not _all_zero(view[offset:]):
+                raise _damaged(label, files, "bytes after the end-of-archive marker are not zero")
             return files
         name, size = _parse_header(header, label, files)
         if name in files:
@@ -85,6 +87,13 @@ def parse_archive(raw: bytes, label: str) -> dict[str, bytes]:
         files[name] = bytes(view[start : start + size])
         last = name
         offset = start + (size + _BLOCK - 1) // _BLOCK * _BLOCK
+        if not _all_zero(view[start + size : offset]):
+            raise _damaged(label, files, f"the padding after member {name} is not zero")
+
+
+def _all_zero(data: memoryview) -> bool:
+    """True when every byte is zero: the archive is canonical, so no byte may carry anything."""
+    return data == bytes(len(data))
 
 
 def _parse_header(header: bytes, label: str, files: dict[str, bytes]) -> tuple[str, int]:
