@@ -207,6 +207,12 @@ def rehearse(
         print(text, file=stream, flush=True)
 
     say(f"Rehearsal in {root}" + (f" — drill {chosen.name}" if chosen else ""))
+    # The Azure SDK is imported by both the vault client and securesystemslib's signers, which
+    # the set-up below uses from two threads; importing a package from two threads at once can
+    # meet it half-initialised, so both are imported here, before any thread starts.
+    import ceremony.signers
+    import ceremony.vault  # noqa: F401
+
     # Import the notebook machinery while the tokens and the vault are set up.
     from ceremony.runner import load_papermill
 
