@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,8 @@ def _print(record: dict[str, Any], as_json: bool) -> None:
             f"serial {token['serial']} firmware {token['firmware_version']}"
         )
     if record["mechanisms"]:
-        print("mechanisms: " + ", ".join(m["name"] for m in record["mechanisms"]))
+        names = ", ".join(m["name"] for m in record["mechanisms"])
+        print(textwrap.fill(names, 100, initial_indent="mechanisms: ", subsequent_indent="  "))
     if "self_test" in record:
         test = record["self_test"]
         for candidate in test["candidates"]:
