@@ -1,7 +1,8 @@
 """kernel: the Jupyter kernel a ceremony notebook runs in — IPC sockets, private directory, PINs.
 
 Talks to the kernel over Unix-domain (ipc) sockets in a 0700 directory, never over TCP; hands PINs
-to the kernel only through its environment. Never writes a PIN into a file, parameter or log.
+to the kernel only through its environment; the kernel imports nothing from its working directory.
+Never writes a PIN into a file, parameter or log.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
 PIN_PREFIX = "CEREMONY_PIN"
+# Neither Python nor IPython puts the working directory on sys.path: a kernel imports only what
+# is installed, never a module planted where it runs.
+SAFE_IMPORTS = {"PYTHONSAFEPATH": "1"}
 SOCKET_PREFIX = "ceremony-kernel-"
 
 
@@ -65,7 +69,7 @@ class IpcKernelManager(AsyncKernelManager):
         return os.path.join(self._socket_dir, "k")
 
     async def _async_start_kernel(self, **kw: Any) -> None:
-        warm = POOL.take(dict(self.extra_env), Path.cwd())
+        warm = POOL.take(dict(self.extra_env), Path(kw.get("cwd") or Path.cwd()))
         if warm is None:
             await self.cold_start(**kw)
             return
@@ -96,6 +100,7 @@ class IpcKernelManager(AsyncKernelManager):
         inherited = kw.pop("env", None) or os.environ
         env = {k: v for k, v in inherited.items() if not k.startswith(PIN_PREFIX)}
         env.update(self.extra_env)
+        env.update(SAFE_IMPORTS)
         return await super()._async_pre_start_kernel(env=env, **kw)
 
     async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:

@@ -1,7 +1,8 @@
 """lab: the workbook in JupyterLab — parameterized copies of the phase notebooks on IPC kernels.
 
-Prepares copies so the committed notebooks stay clean; never writes a PIN into a notebook (the
-only parameters are the plan, the workspace and the mode).
+Prepares fresh copies in a private folder every time, so the committed notebooks stay clean and
+nothing on the carried medium is ever opened; never writes a PIN into a notebook (the only
+parameters are the plan, the workspace and the mode).
 """
 
 from __future__ import annotations
@@ -12,28 +13,46 @@ import sys
 from pathlib import Path
 
 from ceremony.errors import UsageError
+from ceremony.kernel import SAFE_IMPORTS
 from ceremony.runner import NOTEBOOKS, load_papermill
 
-LAB_DIR = "lab"
+READ_ONLY = 0o444
 
 
-def prepare_notebooks(plan: Path, workspace: Path, mode: str) -> Path:
-    """Write the six phase notebooks, parameters filled in but not executed, into WORKSPACE/lab.
+def prepare_notebooks(plan: Path, workspace: Path, mode: str, folder: Path) -> Path:
+    """Write the six phase notebooks, parameters filled in but not executed, into FOLDER.
 
-    A copy that exists already is kept as it is: it may hold a custodian's executed cells."""
+    FOLDER must be new and private (the caller makes it for this lab alone): the lab opens only
+    notebooks it has just written from the installed workbook, never one found on the medium."""
     if not plan.is_file():
         raise UsageError(f"The plan {plan} does not exist.", "Give the reviewed plan file.")
-    folder = workspace / LAB_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700)
     papermill = load_papermill()
     parameters = {"plan": str(plan.resolve()), "workspace": str(workspace.resolve()), "mode": mode}
     for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        target = folder / source.name
-        if not target.exists():
-            papermill.execute_notebook(
-                str(source), str(target), parameters=parameters, prepare_only=True, log_output=False
-            )
+        papermill.execute_notebook(
+            str(source),
+            str(folder / source.name),
+            parameters=parameters,
+            prepare_only=True,
+            log_output=False,
+        )
     return folder
+
+
+def reading_copy(folder: Path) -> Path:
+    """Read-only copies of the workbook's notebooks in FOLDER (new), for reading them."""
+    folder.mkdir(mode=0o700)
+    for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        target = folder / source.name
+        shutil.copyfile(source, target)
+        target.chmod(READ_ONLY)
+    return folder
+
+
+def lab_environment() -> dict[str, str]:
+    """The lab's environment: its kernels import nothing from the folder they run in."""
+    return {**os.environ, **SAFE_IMPORTS}
 
 
 def lab_command(folder: Path, socket_dir: Path) -> list[str]:

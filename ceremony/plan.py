@@ -165,12 +165,21 @@ class KekSection:
     name: str
     fingerprint: str
     version: str | None = None
+    # The KEK's public key as `az keyvault key download` wrote it, when it is carried in rather
+    # than fetched: it is read from here (never from the workspace, which the medium exposes).
+    file: Path | None = None
 
     @classmethod
-    def read(cls, data: Any) -> KekSection:
+    def read(cls, data: Any, base: Path) -> KekSection:
         t = _Table("kek", data)
         name = t.text("name", NAME_RE)
         version = t.text("version", re.compile(r"^[0-9a-zA-Z]{1,64}$"), default=None)
+        file = t.text("file", default=None)
+        if file is not None and version is None:
+            raise PlanError(
+                "Plan field kek.file is set but kek.version is not.",
+                "Add kek.version: a .byok package must name the exact KEK version.",
+            )
         raw = t.text(
             "fingerprint",
             hint="Add the KEK's SHA-256 fingerprint, obtained from the vault owner out of band.",
@@ -183,7 +192,8 @@ class KekSection:
                 "Plan field kek.fingerprint is not a SHA-256 fingerprint.",
                 "Copy it exactly as the vault owner gave it: 64 hex digits or the 32 PGP words.",
             ) from None
-        return cls(name=name, fingerprint=fingerprint, version=version)
+        path = (base / file).resolve() if file is not None else None
+        return cls(name=name, fingerprint=fingerprint, version=version, file=path)
 
 
 @dataclass(frozen=True)
@@ -192,14 +202,18 @@ class HsmSection:
 
     module: str
     token: str
+    # True: target keys are CKA_WRAP_WITH_TRUSTED, wrappable only under the KEK the security
+    # officer marked trusted. False is an explicit acceptance that the token cannot do this.
+    wrap_with_trusted: bool = True
 
     @classmethod
     def read(cls, data: Any) -> HsmSection:
         t = _Table("hsm", data)
         module = t.text("module")
         token = t.text("token", re.compile(r"^.{1,32}$"))
+        trusted = t.take("wrap_with_trusted", bool, default=True)
         t.done()
-        return cls(module=module, token=token)
+        return cls(module=module, token=token, wrap_with_trusted=trusted)
 
 
 @dataclass(frozen=True)
@@ -430,7 +444,7 @@ def parse_plan(text: str, *, path: Path, now: dt.datetime | None = None) -> Plan
     top = _Table("plan", data)
     ceremony = CeremonySection.read(top.take("ceremony", dict))
     vault = VaultSection.read(top.take("vault", dict), base)
-    kek = KekSection.read(top.take("kek", dict))
+    kek = KekSection.read(top.take("kek", dict), base)
     hsm = HsmSection.read(top.take("hsm", dict))
     raw_keys = top.take("keys", list, hint="Add at least one [[keys]] table.")
     raw_people = top.take("people", list, hint="Add a [[people]] table for everyone present.")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,14 +31,15 @@ from ceremony.checkpoint import (
     automatic_confirmation,
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
-from ceremony.files import write_new
+from ceremony.evidence.layout import AFTER_SEAL_DIR
 from ceremony.kernel import POOL
+from ceremony.ledger import NOTEBOOK_KEPT
 from ceremony.phases import PHASES, Phase, select
 from ceremony.plan import Plan, load_plan
-from ceremony.workspace import AFTER_SEAL_DIR, COMPLETED, Workspace
+from ceremony.steps.context import REFUSED
+from ceremony.workspace import COMPLETED, Workspace
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-STAGING_DIR = ".run"
 FAILED = "phase-failed"
 NOTE = "note"
 HSM_PHASES = ("00", "02", "03", "04")
@@ -132,7 +135,10 @@ class Runner:
         self.ws = Workspace.open(workspace, self.plan.ceremony.id, self.plan.sha256)
         self.actor = self.plan.with_role("administrator")[0].name
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
-        self._renders: list[Future] = []
+        self._renders: list[tuple[Phase, str, Future]] = []
+        # The kernels' working directory and the notebooks being executed: private, empty, and
+        # never the workspace, whose files the medium may have planted.
+        self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
 
     @property
     def mode(self) -> str:
@@ -147,10 +153,11 @@ class Runner:
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
             selected.insert(0, PHASES[0])
+        self._admit(selected[0])
         if self.options.warm_kernels and not self.options.collect_pins:
             status = phase_status(self.ws)
             pending = [p for p in selected if p.number not in status]
-            POOL.prepare(self.options.kernel_env, self.ws.root, len(pending))
+            POOL.prepare(self.options.kernel_env, self._kernel_dir, len(pending))
         try:
             for phase in selected:
                 try:
@@ -161,13 +168,29 @@ class Runner:
         finally:
             POOL.close()
             self._finish_renders()
+            shutil.rmtree(self._private, ignore_errors=True)
         return RunReport(tuple(ran), tuple(skipped), self.ws.root)
 
+    @property
+    def _kernel_dir(self) -> Path:
+        return self._private / "kernel"
+
+    def _admit(self, phase: Phase) -> None:
+        """The workspace must hold exactly what the transcript accounts for before PHASE runs;
+        a refusal is recorded and names the file."""
+        try:
+            admission = self.ws.admit(phase.number, self.actor)
+        except CeremonyError as exc:
+            self._record(phase, REFUSED, {"error": type(exc).__name__, "message": exc.message})
+            raise
+        self.say(f"Workspace check: {admission.describe()}.")
+
     def _finish_renders(self) -> None:
-        """Wait for the HTML renderings of the executed notebooks (raising their errors)."""
+        """Wait for the HTML renderings of the executed notebooks (raising their errors) and
+        keep each in the workspace, recorded like every other file."""
         pending, self._renders = self._renders, []
-        for future in pending:
-            future.result()
+        for phase, relative, future in pending:
+            self._keep_file(phase, relative, future.result())
 
     def _run_phase(self, phase: Phase, ran: list[str], skipped: list[str]) -> None:
         status = phase_status(self.ws).get(phase.number, PhaseStatus())
@@ -212,8 +235,8 @@ class Runner:
         self.ws.transcript.append(phase.number, self.actor, action, data)
 
     def _execute(self, phase: Phase) -> None:
-        if phase is PHASES[-1]:
-            self._finish_renders()  # everything sealed must be on disk first
+        self._finish_renders()  # every file must be on disk, and accounted for, first
+        self._admit(phase)
         note = check_side(phase, self.plan, rehearsal=self.options.rehearsal)
         self.say(f"\n=== Phase {phase.title} — {phase.purpose}")
         if note:
@@ -222,51 +245,52 @@ class Runner:
         env = {**self.options.kernel_env}
         if self.options.collect_pins:
             env.update(self._pins(phase))
-        staging = self.ws.path(STAGING_DIR)
-        staging.mkdir(exist_ok=True, mode=0o700)
-        output = staging / phase.notebook
+        output = self._private / phase.notebook
         output.unlink(missing_ok=True)
+        self._kernel_dir.mkdir(mode=0o700, exist_ok=True)
         try:
             execute_notebook(
                 self.options.notebooks / phase.notebook,
                 output,
                 {"plan": str(self.plan.path), "workspace": str(self.ws.root), "mode": self.mode},
-                cwd=self.ws.root,
+                cwd=self._kernel_dir,
                 env=env,
                 out=self.out,
             )
         except NotebookFailed as failure:
-            kept = self._keep(output, phase, failed=True)
             error = phase_error(phase, failure.ename, failure.evalue)
-            last = self.ws.events()[-1] if self.ws.events() else None
-            if not (last and last.phase == phase.number and last.action == "phase-refused"):
+            events = self.ws.events()
+            last = events[-1] if events else None
+            if not (last and last.phase == phase.number and last.action == REFUSED):
                 self._record(phase, FAILED, {"error": failure.ename, "message": error.message})
+            kept = self._keep(output, phase, failed=True)
             if kept:
                 error.remedy = (error.remedy + f" The executed notebook is {kept}.").strip()
             raise error from None
         self._keep(output, phase, failed=False)
 
     def _keep(self, output: Path, phase: Phase, *, failed: bool) -> Path | None:
-        """Move the executed notebook out of staging (never over an earlier one), with HTML."""
+        """Keep the executed notebook in the workspace (never over an earlier one), recorded in
+        the transcript; its HTML rendering follows beside the next phase."""
         if not output.exists():
             return None
-        folder = (
-            self.ws.path(AFTER_SEAL_DIR, "notebooks")
-            if self.ws.sealed
-            else self.ws.path("notebooks")
-        )
+        folder = f"{AFTER_SEAL_DIR}/notebooks" if self.ws.sealed else "notebooks"
         stem = Path(phase.notebook).stem + (".failed" if failed else "")
-        attempt, target = 1, folder / f"{stem}.ipynb"
-        while target.exists():
+        attempt, relative = 1, f"{folder}/{stem}.ipynb"
+        while self.ws.exists(relative):
             attempt += 1
-            target = folder / f"{stem}.{attempt}.ipynb"
+            relative = f"{folder}/{stem}.{attempt}.ipynb"
         data = output.read_bytes()
-        write_new(target, data)
-        # The HTML rendering runs beside the next phase; it must exist before the seal.
-        html = target.with_suffix(".html")
-        self._renders.append(self._renderer.submit(lambda: write_new(html, render_html(data))))
+        target = self._keep_file(phase, relative, data)
+        html = relative.removesuffix(".ipynb") + ".html"
+        self._renders.append((phase, html, self._renderer.submit(render_html, data)))
         output.unlink()
         return target
+
+    def _keep_file(self, phase: Phase, relative: str, data: bytes) -> Path:
+        return self.ws.write_new(
+            relative, data, phase=phase.number, actor=self.actor, action=NOTEBOOK_KEPT
+        )
 
     def _pins(self, phase: Phase) -> dict[str, str]:
         """PINs the phase needs: from this process's environment, else asked with a hidden prompt.

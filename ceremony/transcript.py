@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.errors import RefusedError, UsageError, VerificationError
+from ceremony.files import read_regular
 from ceremony.fingerprint import Fingerprint
 
 GENESIS = "0" * 64
@@ -85,7 +86,8 @@ class Transcript:
         )
         line = canonical_json(event.to_dict())
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path, flags, 0o644)
         try:
             os.write(fd, line + b"\n")
             os.fsync(fd)
@@ -103,7 +105,11 @@ class Transcript:
 
     def events(self) -> list[Event]:
         """All events, after checking the whole chain."""
-        return read_events(self.path.read_bytes() if self.path.exists() else b"", self.path.name)
+        try:
+            content = read_regular(self.path)
+        except FileNotFoundError:
+            content = b""
+        return read_events(content, self.path.name)
 
     def verify(self, expected_head: str | None = None) -> str:
         """Check every line and link; return the head. Raises VerificationError naming the first

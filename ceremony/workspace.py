@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ceremony import ledger
+from ceremony.canonical import sha256_hex
 from ceremony.errors import RefusedError, UsageError
-from ceremony.files import write_new
+from ceremony.evidence.layout import AFTER_SEAL_DIR
+from ceremony.files import read_regular, write_new_in
+from ceremony.ledger import COMPLETED, FILE_WRITTEN, Admission
 from ceremony.phases import BY_NUMBER, Phase, predecessors
 
 BINDING_FILE = "ceremony.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 ARCHIVE_FILE = "archive.tar"
-# The archive cannot hold the record of its own sealing: what happens after it goes here.
-AFTER_SEAL_DIR = ".after-seal"
-COMPLETED = "phase-completed"
 KEEP = "Keep the existing file: rerunning resumes from it. Start a new workspace to redo a phase."
 
 
@@ -82,7 +83,7 @@ class Workspace:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         binding = Binding(ceremony_id, plan_sha256, now)
-        write_new(marker, _json_bytes(binding.to_dict()), remedy=KEEP)
+        write_new_in(root, BINDING_FILE, _json_bytes(binding.to_dict()), remedy=KEEP)
         return cls(root, binding)
 
     def path(self, *parts: str) -> Path:
@@ -91,9 +92,29 @@ class Workspace:
     def exists(self, *parts: str) -> bool:
         return self.path(*parts).exists()
 
-    def write_new(self, relative: str, data: bytes) -> Path:
-        """A new workspace file, written whole; an existing one is kept, never replaced."""
-        return write_new(self.path(relative), data, remedy=KEEP)
+    def write_new(
+        self, relative: str, data: bytes, *, phase: str, actor: str, action: str = FILE_WRITTEN
+    ) -> Path:
+        """A new workspace file, written whole and through no link; an existing one is kept,
+        never replaced. Its path and digest go into the transcript first, so the next phase (on
+        either side of the air gap) accepts it and nothing else."""
+        self.transcript.append(
+            phase, actor, action, {"path": relative, "sha256": sha256_hex(data), "size": len(data)}
+        )
+        return write_new_in(self.root, relative, data, remedy=KEEP)
+
+    def admit(self, phase: str, actor: str) -> Admission:
+        """Check, before PHASE runs, that the workspace holds exactly what the transcript says.
+
+        Refuses (RefusedError naming the file) anything unexpected, changed, linked or special;
+        removes, and records, what an interrupted attempt at PHASE left: a phase never adopts it."""
+        admission = ledger.check(self.root, self.events(), phase)
+        if admission.discarded:
+            ledger.remove(self.root, admission.discarded)
+            self.transcript.append(
+                phase, actor, ledger.FILES_DISCARDED, {"paths": list(admission.discarded)}
+            )
+        return admission
 
     @property
     def sealed(self) -> bool:
@@ -145,7 +166,7 @@ def _json_bytes(record: Any) -> bytes:
 
 def _read_binding(marker: Path) -> Binding:
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
+        data = json.loads(read_regular(marker).decode("utf-8"))
         return Binding(data["ceremony_id"], data["plan_sha256"], data["created"])
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(

@@ -171,9 +171,9 @@ def test_workspace_refuses_another_ceremony_and_a_changed_plan(tmp_path):
     (tmp_path / "other" / "x").write_text("x")
     with pytest.raises(RefusedError, match="not empty"):
         Workspace.open(tmp_path / "other", "ceremony-a", "1" * 64)
-    ws.write_new("a.json", b"{}")
+    ws.write_new("a.json", b"{}", phase="00", actor="ada")
     with pytest.raises(RefusedError, match="already exists"):
-        ws.write_new("a.json", b"{}")
+        ws.write_new("a.json", b"{}", phase="00", actor="ada")
 
 
 def test_cli_refuses_workspace_of_another_ceremony_in_one_line(tmp_path):

@@ -6,7 +6,6 @@ Parses arguments, calls the workbook modules and prints; holds no ceremony logic
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -65,14 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lab = subparsers.add_parser(
         "lab",
         help="open the workbook's notebooks in JupyterLab",
-        description="With PLAN and --workspace: prepare parameterized copies of the six phase "
-        "notebooks in WORKSPACE/lab and open them, kernels over IPC. Without: open the folder "
-        "given by --dir (default: the workbook's own notebooks, for reading).",
+        description="With PLAN and --workspace: prepare fresh parameterized copies of the six "
+        "phase notebooks in a private folder and open them, kernels over IPC. Without: open "
+        "read-only copies of the workbook's notebooks, for reading.",
     )
     lab.add_argument("plan", type=Path, nargs="?", help="the ceremony plan (TOML)")
     lab.add_argument("--workspace", type=Path, help="the ceremony's workspace")
     lab.add_argument("--rehearsal", action="store_true", help="prepare them in rehearsal mode")
-    lab.add_argument("--dir", type=Path, help="notebook directory to open instead")
     lab.set_defaults(handler=open_lab)
 
 
@@ -122,22 +120,22 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
-    from ceremony.lab import lab_command, prepare_notebooks
-    from ceremony.runner import NOTEBOOKS
+    from ceremony.lab import lab_command, lab_environment, prepare_notebooks, reading_copy
 
-    if args.plan is not None:
-        if args.workspace is None:
-            raise UsageError("A plan needs its workspace.", "Add --workspace DIR.")
-        folder = prepare_notebooks(
-            args.plan, args.workspace, "rehearsal" if args.rehearsal else "ceremony"
+    if args.plan is not None and args.workspace is None:
+        raise UsageError("A plan needs its workspace.", "Add --workspace DIR.")
+    with tempfile.TemporaryDirectory(prefix="ceremony-lab-") as private:
+        folder = Path(private) / "notebooks"
+        if args.plan is not None:
+            mode = "rehearsal" if args.rehearsal else "ceremony"
+            prepare_notebooks(args.plan, args.workspace, mode, folder)
+        else:
+            reading_copy(folder)
+        print(
+            f"Opening JupyterLab on {folder}. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this "
+            "shell first; PINs are never typed into a notebook. Checkpoints are asked in the "
+            "notebooks."
         )
-    else:
-        folder = args.dir or NOTEBOOKS
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a directory.", "Give the folder with the notebooks.")
-    print(
-        f"Opening JupyterLab on {folder}. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell "
-        "first; PINs are never typed into a notebook. Checkpoints are asked in the notebooks."
-    )
-    with tempfile.TemporaryDirectory(prefix="ceremony-lab-") as sockets:
-        return subprocess.call(lab_command(folder, Path(sockets)), env=os.environ.copy())
+        sockets = Path(private) / "sockets"
+        sockets.mkdir(mode=0o700)
+        return subprocess.call(lab_command(folder, sockets), env=lab_environment())

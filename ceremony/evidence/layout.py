@@ -16,6 +16,10 @@ STATEMENT = "evidence/statement.json"
 ENVELOPE = "evidence/statement.dsse.json"
 SIGNERS_DIR = "evidence/signers"
 TRANSCRIPT = "transcript.jsonl"
+# The seal's own staging folder, renamed to evidence/ when complete.
+STAGING_DIR = ".evidence-staging"
+# The archive cannot hold the record of its own sealing: what happens after it goes here.
+AFTER_SEAL_DIR = ".after-seal"
 # Evidence files that are statement subjects although they live in evidence/.
 SUBJECT_OUTPUTS = (REPORT_HTML, REPORT_PDF)
 
@@ -26,28 +30,24 @@ def signer_key_path(file_stem: str) -> str:
 
 
 def is_subject(name: str) -> bool:
-    """Whether a workspace-relative path is covered by the statement.
-
-    Hidden files and directories (runner state, editor checkpoints) are outside the evidence,
-    as are sealing outputs other than the report; so is the archive itself."""
-    parts = PurePosixPath(name).parts
-    if any(part.startswith(".") for part in parts) or name == ARCHIVE_NAME:
-        return False
-    return parts[0] != EVIDENCE_DIR or name in SUBJECT_OUTPUTS
+    """Whether a workspace-relative path is covered by the statement: every sealed file but the
+    sealing outputs other than the report."""
+    return PurePosixPath(name).parts[0] != EVIDENCE_DIR or name in SUBJECT_OUTPUTS
 
 
-def is_sealed_file(name: str) -> bool:
-    """Whether a path belongs in a sealed workspace or archive at all."""
-    parts = PurePosixPath(name).parts
-    return not (any(part.startswith(".") for part in parts) or name == ARCHIVE_NAME)
+def is_hidden(name: str) -> bool:
+    """A name with a hidden part: nothing the workbook seals is hidden, so sealing refuses it."""
+    return any(part.startswith(".") for part in PurePosixPath(name).parts)
 
 
 def workspace_files(root: Path) -> list[str]:
-    """Sorted workspace-relative POSIX paths of every regular file that belongs to the seal."""
-    names = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            name = path.relative_to(root).as_posix()
-            if is_sealed_file(name):
-                names.append(name)
-    return sorted(names)
+    """Sorted workspace-relative POSIX paths of every regular file the seal covers: all of them,
+    hidden or not, but the archive and what was recorded after the seal. Refuses (naming it) a
+    link, a device or a hard-linked file instead of passing over it."""
+    from ceremony.ledger import scan
+
+    return [
+        name
+        for name in scan(root)
+        if name != ARCHIVE_NAME and PurePosixPath(name).parts[0] != AFTER_SEAL_DIR
+    ]

@@ -32,12 +32,11 @@ from ceremony.evidence.statement import (
     statement_bytes,
 )
 from ceremony.evidence.verify import VerifyReport, verify_path
+from ceremony.files import read_regular
 from ceremony.fingerprint import Fingerprint
 from ceremony.people import Person, Quorum, check_people
 from ceremony.report import render_pdf, render_report
 from ceremony.signers import load_signer
-
-_STAGING = ".evidence-staging"
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,8 @@ class EvidenceResult:
     pdf_path: Path | None
     signed_by: tuple[str, ...]
     verification: VerifyReport
+    # Path -> SHA-256 of everything sealing wrote: evidence/ and the archive.
+    outputs: dict[str, str]
 
     @property
     def fingerprint(self) -> Fingerprint:
@@ -160,6 +161,11 @@ def _result(
             "This is a bug; keep the workspace and report it.",
         )
     pdf = root / layout.REPORT_PDF
+    outputs = {
+        name: sha256_hex(read_regular(root / name))
+        for name in layout.workspace_files(root)
+        if name.startswith(f"{layout.EVIDENCE_DIR}/")
+    }
     return EvidenceResult(
         archive_path=archive,
         archive_sha256=digest,
@@ -167,21 +173,20 @@ def _result(
         pdf_path=pdf if pdf.exists() else None,
         signed_by=tuple(names),
         verification=check,
+        outputs={**outputs, layout.ARCHIVE_NAME: digest},
     )
 
 
 def _read_subjects(root: Path, secrets: list[bytes | str]) -> dict[str, bytes]:
-    links = [p for p in root.rglob("*") if p.is_symlink()]
-    if links:
+    """Every file of the workspace: each one is sealed, or sealing is refused naming it."""
+    names = layout.workspace_files(root)
+    hidden = [name for name in names if layout.is_hidden(name)]
+    if hidden:
         raise RefusedError(
-            f"Refusing to seal: {links[0].relative_to(root)} is a symbolic link.",
-            "Replace links by the files themselves; evidence holds only real files.",
+            f"Refusing to seal: {hidden[0]} is a hidden file, which no phase writes.",
+            "Find out where it came from; evidence holds every file of the workspace or none.",
         )
-    files = {
-        name: (root / name).read_bytes()
-        for name in layout.workspace_files(root)
-        if layout.is_subject(name) and not name.startswith(f"{layout.EVIDENCE_DIR}/")
-    }
+    files = {name: read_regular(root / name) for name in names}
     require_no_secrets(scan_files(files, secrets))
     return files
 
@@ -221,7 +226,7 @@ def _environment_pins() -> list[str]:
 def _write_evidence_dir(root: Path, outputs: Mapping[str, bytes]) -> None:
     """Write evidence/ through a hidden staging directory renamed into place, so a crash leaves
     either no evidence/ or a complete one."""
-    staging = root / _STAGING
+    staging = root / layout.STAGING_DIR
     shutil.rmtree(staging, ignore_errors=True)
     for name, data in outputs.items():
         target = staging / Path(name).relative_to(layout.EVIDENCE_DIR)

@@ -80,6 +80,10 @@ class Context:
     def path(self, *parts: str) -> Path:
         return self.workspace.path(*parts)
 
+    def write(self, relative: str, data: bytes) -> Path:
+        """A new output of this phase, recorded in the transcript (path and digest) first."""
+        return self.workspace.write_new(relative, data, phase=self.phase.number, actor=self.actor)
+
     @contextmanager
     def hsm(self) -> Iterator[Any]:
         """A logged-in session on the plan's token; the PIN comes from CEREMONY_PIN."""
@@ -118,7 +122,20 @@ def begin(
     ws = Workspace.open(workspace, loaded.ceremony.id, loaded.sha256)
     ws.require_ready(current)
     ctx = Context(current, loaded, ws, mode)
-    ctx.record(STARTED, {"mode": mode, "notebook": current.notebook, "kernel": kernel_transport()})
+    try:
+        admission = ws.admit(current.number, ctx.actor)
+    except CeremonyError as exc:
+        _record_refusal(ctx, exc)
+        raise
+    ctx.record(
+        STARTED,
+        {
+            "mode": mode,
+            "notebook": current.notebook,
+            "kernel": kernel_transport(),
+            "workspace": admission.describe(),
+        },
+    )
     return ctx
 
 
@@ -133,16 +150,17 @@ def step(func: Callable[[Context], R]) -> Callable[[Context], R]:
         try:
             result = func(ctx)
         except CeremonyError as exc:
-            ctx.record(
-                REFUSED,
-                {"error": type(exc).__name__, "message": exc.message, "remedy": exc.remedy},
-            )
+            _record_refusal(ctx, exc)
             raise
         if isinstance(result, StepResult):
             ctx.results.append(result)
         return result
 
     return run
+
+
+def _record_refusal(ctx: Context, exc: CeremonyError) -> None:
+    ctx.record(REFUSED, {"error": type(exc).__name__, "message": exc.message, "remedy": exc.remedy})
 
 
 def complete(ctx: Context) -> Checkpoint:

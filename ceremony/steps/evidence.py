@@ -12,10 +12,13 @@ from typing import Any
 
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError
+from ceremony.evidence import layout
+from ceremony.ledger import OUTPUTS_DECLARED, SEALED
 from ceremony.plan import PersonPlan
 from ceremony.steps.context import Context, StepResult, step
 
-SEALING, SEALED = "sealing", "sealed"
+SEALING = "sealing"
+SEAL_OUTPUTS = (f"{layout.EVIDENCE_DIR}/", layout.STAGING_DIR + "/", layout.ARCHIVE_NAME)
 
 
 def present(person: PersonPlan) -> bool:
@@ -51,6 +54,9 @@ def evidence(ctx: Context) -> StepResult:
                 "people and their tokens, then rerun phase 05 (nothing has been sealed yet).",
             )
         ctx.record(SEALING, {"signers": [p.name for p in signing], "absent": absent})
+        # Recorded in the transcript that is about to be sealed, so an interrupted seal's
+        # outputs are known as such and made again, never adopted.
+        ctx.record(OUTPUTS_DECLARED, {"paths": list(SEAL_OUTPUTS)})
     plan_data: dict[str, Any] = tomllib.loads(ws.path("plan.toml").read_text(encoding="utf-8"))
     sealed = build_evidence(
         ws.root, people, quorum, [load_signer(p) for p in signing], plan=plan_data
@@ -63,6 +69,7 @@ def evidence(ctx: Context) -> StepResult:
             "archive_sha256": sealed.archive_sha256,
             "signed_by": list(sealed.signed_by),
             "verified": bool(report.verified),
+            "files": sealed.outputs,
         },
     )
     return StepResult(

@@ -18,7 +18,12 @@ KEK_PEM, KEK_JSON = "kek.pem", "kek.json"
 
 def check_kek_file(ctx: Context) -> str:
     """The KEK in the workspace must still have the fingerprint agreed out of band; its hex."""
-    actual = fingerprint_public_key(ctx.path(KEK_PEM).read_bytes())
+    return check_kek(ctx, ctx.path(KEK_PEM).read_bytes())
+
+
+def check_kek(ctx: Context, pem: bytes) -> str:
+    """The KEK must have the fingerprint agreed out of band; its hex."""
+    actual = fingerprint_public_key(pem)
     if actual.hex != ctx.plan.kek.fingerprint:
         raise RefusedError(
             f"The KEK in {KEK_PEM} has fingerprint {actual.short}, but the plan expects "
@@ -32,28 +37,13 @@ def check_kek_file(ctx: Context) -> str:
 @step
 def kek(ctx: Context) -> StepResult:
     """Phase 01: the KEK's identity, properties and fingerprint."""
-    from ceremony.evidence.records import KekRecord
-
-    ws, plan = ctx.workspace, ctx.plan
-    if not ws.exists(KEK_JSON):
-        if ws.exists(KEK_PEM):
-            kek_key = _from_carried_file(ctx)
-        else:
-            from ceremony.vault import fetch_kek
-
-            kek_key = fetch_kek(
-                ctx.vault(),
-                plan.kek.name,
-                version=plan.kek.version,
-                expect_fingerprint=plan.kek.fingerprint,
-            )
-            ws.write_new(KEK_PEM, kek_key.public_key_pem.encode())
-        check_kek_file(ctx)
-        record = kek_key.to_evidence(out_of_band_sha256=plan.kek.fingerprint)
-        ws.write_new(KEK_JSON, record.to_json())
-        ctx.record("kek-accepted", {"kid": record.kid, "sha256": record.public_key_sha256})
-    record = KekRecord.from_json(ctx.path(KEK_JSON).read_bytes(), KEK_JSON)
-    digest = check_kek_file(ctx)
+    plan = ctx.plan
+    kek_key = _from_carried_file(ctx) if plan.kek.file is not None else _fetched(ctx)
+    digest = check_kek(ctx, kek_key.public_key_pem.encode())
+    ctx.write(KEK_PEM, kek_key.public_key_pem.encode())
+    record = kek_key.to_evidence(out_of_band_sha256=plan.kek.fingerprint)
+    ctx.write(KEK_JSON, record.to_json())
+    ctx.record("kek-accepted", {"kid": record.kid, "sha256": record.public_key_sha256})
     return StepResult(
         "Key exchange key accepted",
         (
@@ -66,15 +56,30 @@ def kek(ctx: Context) -> StepResult:
     )
 
 
+def _fetched(ctx: Context) -> Any:
+    from ceremony.vault import fetch_kek
+
+    plan = ctx.plan
+    return fetch_kek(
+        ctx.vault(),
+        plan.kek.name,
+        version=plan.kek.version,
+        expect_fingerprint=plan.kek.fingerprint,
+    )
+
+
 def _from_carried_file(ctx: Context) -> Any:
-    """kek.pem placed in the workspace by hand: accepted only with a pinned version in the plan."""
+    """The KEK's public key carried in (`az keyvault key download`), from the path the reviewed
+    plan names; never a file found in the workspace."""
     from ceremony.vault import kek_from_file
 
     plan = ctx.plan
-    if plan.kek.version is None:
+    path = plan.kek.file
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
         raise RefusedError(
-            f"{KEK_PEM} was carried in, but the plan does not pin kek.version.",
-            "Add kek.version to the plan (the .byok file must name the exact KEK version).",
-        )
-    pem = ctx.path(KEK_PEM).read_bytes()
-    return kek_from_file(pem, plan.vault.url, plan.kek.name, plan.kek.version, KEK_PEM)
+            f"Cannot read the KEK file {path} named by the plan ({exc.strerror}).",
+            "Put the file `az keyvault key download` wrote where plan field kek.file points.",
+        ) from None
+    return kek_from_file(pem, plan.vault.url, plan.kek.name, plan.kek.version, path.name)

@@ -75,7 +75,7 @@ def preflight(ctx: Context) -> StepResult:
     record = PreflightRecord(tool_versions(), host, hsm, self_test, ctx.rehearsal, warnings)
     name = "preflight.json" if not ctx.workspace.exists("preflight.json") else None
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
-    ctx.workspace.write_new(name, record.to_json())
+    ctx.write(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
     items = [CheckpointItem("plan.toml (the reviewed plan)", plan.sha256)]
     for person in plan.people:
@@ -98,13 +98,11 @@ def preflight(ctx: Context) -> StepResult:
 def _copy_plan(ctx: Context) -> None:
     """The plan, public keys and release policies travel with the workspace into the evidence."""
     ws, plan = ctx.workspace, ctx.plan
-    if not ws.exists("plan.toml"):
-        ws.write_new("plan.toml", plan.path.read_bytes())
+    if ws.exists("plan.toml"):
+        return  # the first side's preflight copied them; the binding pins the same plan
+    ctx.write("plan.toml", plan.path.read_bytes())
     for person in plan.people:
-        target = f"people/{person.name}.pub.pem"
-        if not ws.exists(target):
-            ws.write_new(target, person.public_key_pem.encode())
+        ctx.write(f"people/{person.name}.pub.pem", person.public_key_pem.encode())
     for key in plan.keys:
-        target = f"policies/{key.name}.json"
-        if key.release_policy is not None and not ws.exists(target):
-            ws.write_new(target, canonical_json(key.release_policy) + b"\n")
+        if key.release_policy is not None:
+            ctx.write(f"policies/{key.name}.json", canonical_json(key.release_policy) + b"\n")

@@ -68,37 +68,47 @@ def upload(ctx: Context) -> StepResult:
     facts, items, notes = [], [], []
     for key in ctx.plan.keys:
         target, record_name = f"keys/{key.name}.byok", f"keys/{key.name}.import.json"
-        if not ws.exists(record_name):
-            data = _confirmed_file(ctx, target, confirmed)
-            hsm_public, challenge = None, None
-            if key.spec.family == "AES":
-                name = f"keys/{key.name}.challenge.json"
-                challenge = ChallengeRecord.from_json(_confirmed_file(ctx, name, confirmed), name)
-            else:
-                name = f"keys/{key.name}.pub.pem"
-                hsm_public = load_public_key(ws.path(name).read_bytes(), name)
-            try:
-                outcome = import_and_prove(
-                    conn,
-                    key.name,
-                    data,
-                    key.spec.kty,
-                    curve=key.spec.curve,
-                    options=_options(key),
-                    hsm_public=hsm_public,
-                    challenge=challenge,
-                )
-            except VaultError as exc:
-                raise VaultError(
-                    f"{key.name} is not imported: {exc.message}",
-                    f"{exc.remedy} If the vault is unavailable, wait and rerun with the same "
-                    "plan and workspace: it resumes here, and a key already imported is "
-                    "recognised, never imported twice.",
-                ) from None
-            ws.write_new(record_name, outcome.to_evidence().to_json())
-            ctx.record(IMPORTED, {"name": key.name, "kid": outcome.result.key.id, "byok": target})
-        record = ImportRecord.from_json(ws.path(record_name).read_bytes(), record_name)
+        data = _confirmed_file(ctx, target, confirmed)
+        hsm_public, challenge = None, None
+        if key.spec.family == "AES":
+            name = f"keys/{key.name}.challenge.json"
+            challenge = ChallengeRecord.from_json(_confirmed_file(ctx, name, confirmed), name)
+        else:
+            name = f"keys/{key.name}.pub.pem"
+            hsm_public = load_public_key(ws.path(name).read_bytes(), name)
+        try:
+            outcome = import_and_prove(
+                conn,
+                key.name,
+                data,
+                key.spec.kty,
+                curve=key.spec.curve,
+                options=_options(key),
+                hsm_public=hsm_public,
+                challenge=challenge,
+            )
+        except VaultError as exc:
+            raise VaultError(
+                f"{key.name} is not imported: {exc.message}",
+                f"{exc.remedy} If the vault is unavailable, wait and rerun with the same "
+                "plan and workspace: it resumes here, and a key already imported is "
+                "recognised, never imported twice.",
+            ) from None
+        record_bytes = outcome.to_evidence().to_json()
+        record = ImportRecord.from_json(record_bytes, record_name)
         proof = record.proof
+        ctx.write(record_name, record_bytes)
+        ctx.record(
+            IMPORTED,
+            {
+                "name": key.name,
+                "kid": outcome.result.key.id,
+                "byok": target,
+                "byok_sha256": sha256_hex(data),
+                "sha256": sha256_hex(record_bytes),
+                "proof": proof.get("method"),
+            },
+        )
         facts.append((key.name, f"{record.kid}; proof: {proof.get('method')}"))
         if proof.get("method") == "none":
             notes.append(f"{key.name}: {proof['reason']}")
@@ -106,6 +116,6 @@ def upload(ctx: Context) -> StepResult:
         if fingerprint:
             items.append(CheckpointItem(f"{key.name} public key in the vault", fingerprint))
         else:
-            digest = sha256_hex(ws.path(record_name).read_bytes())
+            digest = sha256_hex(record_bytes)
             items.append(CheckpointItem(f"{record_name} (AES: no public half)", digest))
     return StepResult("Keys imported into the vault", tuple(facts), tuple(items), tuple(notes))

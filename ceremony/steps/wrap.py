@@ -1,7 +1,8 @@
 """steps.wrap: phase 03 — wrap each generated key under the KEK into a .byok package.
 
-Re-checks the KEK's fingerprint on this side of the air gap, runs the wrap self-test, writes each
-.byok once and parses it back, and has each AES key wrap a challenge for phase 04's proof.
+Re-checks the KEK's fingerprint on this side of the air gap, runs the wrap self-test, makes each
+.byok in this run (never adopts one found on the medium) and parses it back, and has each AES key
+wrap a challenge for phase 04's proof.
 Never writes the ephemeral AES key, a challenge or any key material in clear.
 """
 
@@ -39,14 +40,11 @@ def wrap(ctx: Context) -> StepResult:
         generator = generator_text(token.manufacturer, token.model, token.firmware_version)
         for key in ctx.plan.keys:
             target = f"keys/{key.name}.byok"
-            if not ws.exists(target):
-                ciphertext = session.wrap_for_byok(key.name, kek_pem, test)
-                data = ByokPackage(kek.kid, ciphertext, generator).to_bytes()
-                parse_byok(data, kek.size)
-                ws.write_new(target, data)
-                ctx.record(WRAPPED, {"name": key.name, "byok_sha256": sha256_hex(data)})
-            data = ws.path(target).read_bytes()
+            ciphertext = session.wrap_for_byok(key.name, kek_pem, test)
+            data = ByokPackage(kek.kid, ciphertext, generator).to_bytes()
             package = parse_byok(data, kek.size)
+            ctx.write(target, data)
+            ctx.record(WRAPPED, {"name": key.name, "byok_sha256": sha256_hex(data)})
             facts.append((target, f"{len(package.ciphertext)} bytes of ciphertext"))
             items.append(CheckpointItem(target, sha256_hex(data)))
             if key.spec.family == "AES":
@@ -63,8 +61,11 @@ def _challenge(ctx: Context, session: Any, name: str) -> CheckpointItem:
     from ceremony.evidence.records import ChallengeRecord
 
     target = f"keys/{name}.challenge.json"
-    if not ctx.workspace.exists(target):
-        record = ChallengeRecord.drawn_by(session, name)
-        ctx.workspace.write_new(target, record.to_json())
-        ctx.record(CHALLENGED, {"name": name, "challenge_sha256": record.challenge_sha256})
-    return CheckpointItem(target, sha256_hex(ctx.workspace.path(target).read_bytes()))
+    record = ChallengeRecord.drawn_by(session, name)
+    data = record.to_json()
+    ctx.write(target, data)
+    ctx.record(
+        CHALLENGED,
+        {"name": name, "challenge_sha256": record.challenge_sha256, "sha256": sha256_hex(data)},
+    )
+    return CheckpointItem(target, sha256_hex(data))
