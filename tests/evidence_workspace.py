@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
 
+from ceremony.events import AES_CHALLENGE_WRAPPED, KEY_GENERATED, KEY_IMPORTED, KEY_WRAPPED
 from ceremony.evidence.records import (
     ChallengeRecord,
     ImportRecord,
@@ -140,7 +141,7 @@ def make_workspace(
             public_key_sha256=public_fp, hsm=hsm_info,
         )  # fmt: skip
         _write(root / f"keys/{name}.json", record.to_json())
-        transcript.append("02-generate", "custodian-1", f"generated {name}", {"sha256": public_fp})
+        transcript.append("02", "custodian-1", KEY_GENERATED, {"name": name, "public": public_fp})
         byok = {
             "schema_version": "1.0.0",
             "header": {"kid": KEK_KID, "alg": "dir", "enc": "CKM_RSA_AES_KEY_WRAP"},
@@ -149,22 +150,33 @@ def make_workspace(
         }
         byok_bytes = json.dumps(byok).encode()
         _write(root / f"keys/{name}.byok", byok_bytes)
-        transcript.append("03-wrap", "custodian-1", f"wrapped {name}", {"bytes": len(byok_bytes)})
+        byok_sha256 = hashlib.sha256(byok_bytes).hexdigest()
+        transcript.append(
+            "03", "custodian-1", KEY_WRAPPED, {"name": name, "byok_sha256": byok_sha256}
+        )
         if private is None:
             challenge = _aes_challenge(name, target)
-            _write(root / f"keys/{name}.challenge.json", challenge.record.to_json())
+            challenge_bytes = challenge.record.to_json()
+            _write(root / f"keys/{name}.challenge.json", challenge_bytes)
+            digest = hashlib.sha256(challenge_bytes).hexdigest()
+            transcript.append(
+                "03", "custodian-1", AES_CHALLENGE_WRAPPED, {"name": name, "sha256": digest}
+            )
         imported = ImportRecord(
             name=name,
             kid=f"https://contoso-byok.vault.azure.net/keys/{name}/{index + 1:032x}",
             kty=kty,
-            byok_sha256=hashlib.sha256(byok_bytes).hexdigest(),
+            byok_sha256=byok_sha256,
             public_key_jwk=jwk,
             proof=_proof(private, curve) if private else challenge.proof,
             imported_at="2026-11-28T11:00:00Z",
             attributes={"enabled": True, "exportable": False},
         )
         _write(root / f"keys/{name}.import.json", imported.to_json())
-        transcript.append("04-upload", "administrator", f"imported {name}", {"kid": imported.kid})
+        told = {"name": name, "kid": imported.kid, "byok_sha256": byok_sha256,
+                "sha256": hashlib.sha256(imported.to_json()).hexdigest(),
+                "proof": imported.proof["method"]}  # fmt: skip
+        transcript.append("04", "administrator", KEY_IMPORTED, told)
 
     for number, phase in enumerate(("00_preflight", "01_kek", "02_generate")):
         cell = {
@@ -175,7 +187,6 @@ def make_workspace(
         _write(
             root / f"notebooks/{phase}.ipynb", json.dumps({"cells": [cell], "n": number}).encode()
         )
-    _write(root / ".ipynb_checkpoints/scratch.json", b"{}")
     transcript.append("05-evidence", "administrator", "sealing", None)
     return secrets
 

@@ -28,7 +28,7 @@ def _injected_source(notebook: Path) -> str:
 def test_prepare_writes_six_parameterized_unexecuted_notebooks(tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text("# a plan\n")
-    folder = prepare_notebooks(plan, tmp_path / "ws", "rehearsal")
+    folder = prepare_notebooks(plan, tmp_path / "ws", "rehearsal", tmp_path / "nb")
     names = sorted(p.name for p in folder.glob("*.ipynb"))
     assert names == [
         "00_preflight.ipynb",
@@ -48,21 +48,56 @@ def test_prepare_writes_six_parameterized_unexecuted_notebooks(tmp_path: Path) -
         assert all(not c.get("outputs") for c in cells if c.cell_type == "code")
 
 
-def test_prepare_keeps_a_custodians_existing_copy(tmp_path: Path) -> None:
+def test_lab_opens_only_fresh_copies_never_what_the_workspace_holds(tmp_path, monkeypatch):
+    """A notebook planted on the medium (the old WORKSPACE/lab) is never opened: each lab gets
+    fresh copies in a private folder, removed when it ends, and kernels that ignore their cwd."""
+    from ceremony.cli import main
+
     plan = tmp_path / "plan.toml"
     plan.write_text("# a plan\n")
-    folder = prepare_notebooks(plan, tmp_path / "ws", "ceremony")
-    kept = folder / "02_generate.ipynb"
-    kept.write_text(kept.read_text().replace("Phase 02", "Phase 02 (executed by carol)"))
-    prepare_notebooks(plan, tmp_path / "ws", "ceremony")
-    assert "executed by carol" in kept.read_text()
+    workspace = tmp_path / "ws"
+    (workspace / "lab").mkdir(parents=True)
+    planted = workspace / "lab" / "00_preflight.ipynb"
+    planted.write_text('{"planted": true}')
+    seen: dict = {}
+
+    def fake_call(command, env):
+        folder = Path(next(a for a in command if a.startswith("--notebook-dir=")).split("=", 1)[1])
+        seen["folder"], seen["env"] = folder, env
+        seen["names"] = sorted(p.name for p in folder.iterdir())
+        seen["planted"] = any("planted" in p.read_text() for p in folder.iterdir())
+        return 0
+
+    monkeypatch.setattr("ceremony.cli.workbook_commands.subprocess.call", fake_call)
+    for _ in range(2):
+        assert main(["lab", str(plan), "--workspace", str(workspace), "--rehearsal"]) == 0
+        assert workspace not in seen["folder"].parents
+        assert len(seen["names"]) == 6 and not seen["planted"]
+        assert seen["env"]["PYTHONSAFEPATH"] == "1"
+        assert not seen["folder"].exists()
+    assert planted.read_text() == '{"planted": true}'
+
+
+def test_bare_lab_opens_read_only_copies(tmp_path, monkeypatch):
+    from ceremony.cli import main
+
+    modes: list[int] = []
+
+    def fake_call(command, env):
+        folder = Path(next(a for a in command if a.startswith("--notebook-dir=")).split("=", 1)[1])
+        modes.extend(p.stat().st_mode & 0o777 for p in folder.iterdir())
+        return 0
+
+    monkeypatch.setattr("ceremony.cli.workbook_commands.subprocess.call", fake_call)
+    assert main(["lab"]) == 0
+    assert modes == [0o444] * 6
 
 
 def test_prepare_refuses_a_missing_plan(tmp_path: Path) -> None:
     from ceremony.errors import UsageError
 
     with pytest.raises(UsageError, match="does not exist"):
-        prepare_notebooks(tmp_path / "nope.toml", tmp_path / "ws", "ceremony")
+        prepare_notebooks(tmp_path / "nope.toml", tmp_path / "ws", "ceremony", tmp_path / "nb")
     assert not (tmp_path / "ws").exists()
 
 

@@ -51,6 +51,7 @@ class CeremonyFacts:
     transcript_head: str | None = None
     transcript_events: int = 0
     phases: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
 
 
@@ -83,6 +84,7 @@ def read_facts(files: Mapping[str, bytes]) -> CeremonyFacts:
         except CeremonyError as exc:
             facts.problems[TRANSCRIPT] = exc.message
         else:
+            facts.events = events
             facts.transcript_events = len(events)
             facts.transcript_head = events[-1].line_sha256 if events else None
             facts.phases = _phases(events)

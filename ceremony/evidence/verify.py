@@ -30,6 +30,7 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import parse_archive
+from ceremony.evidence.chain import planned_keys, story_gaps
 from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
 from ceremony.evidence.records import KekRecord
 from ceremony.evidence.statement import (
@@ -166,6 +167,22 @@ def _verify_files(files: Mapping[str, bytes], report: VerifyReport, trusted: lis
     kek_public = _verify_kek(facts, report)
     for key in facts.keys:
         _verify_key(key, facts.kek, kek_public, report)
+    _verify_chains(files, facts, report)
+
+
+def _verify_chains(files: Mapping[str, bytes], facts: CeremonyFacts, report: VerifyReport) -> None:
+    """Every planned key (every key record, where no plan was sealed) has its whole story in the
+    transcript, told about the bytes the archive holds; a key record nobody planned fails."""
+    if layout.TRANSCRIPT in facts.problems:
+        return  # already reported, naming the line
+    recorded = {key.name: key.record.kty for key in facts.keys if key.record is not None}
+    planned = planned_keys(files)
+    for name in sorted(set(recorded) - set(planned or recorded)):
+        report.add("chain", f"keys/{name}", False, "a key record for a key the plan does not name")
+    for name, kty in sorted((planned or recorded).items()):
+        gaps = story_gaps(name, kty, facts.events, files)
+        whole = "generated, wrapped, imported and proved, each event naming these bytes"
+        report.add("chain", f"keys/{name}", not gaps, "; ".join(gaps) or whole)
 
 
 def _verify_envelope(

@@ -10,14 +10,13 @@ from __future__ import annotations
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError
+from ceremony.events import KEY_ADOPTED, KEY_GENERATED, KEY_GENERATING
 from ceremony.steps.context import Context, StepResult, step
-
-GENERATING, GENERATED, ADOPTED = "key-generating", "key-generated", "key-adopted"
 
 
 def _started_by_this_ceremony(ctx: Context, name: str) -> bool:
     return any(
-        e.action == GENERATING and isinstance(e.data, dict) and e.data.get("name") == name
+        e.action == KEY_GENERATING and isinstance(e.data, dict) and e.data.get("name") == name
         for e in ctx.workspace.events()
     )
 
@@ -32,11 +31,11 @@ def generate(ctx: Context) -> StepResult:
         for key in ctx.plan.keys:
             found = session.find_key(key.name)
             if found is None:
-                ctx.record(GENERATING, {"name": key.name, "spec": key.spec.describe()})
+                ctx.record(KEY_GENERATING, {"name": key.name, "spec": key.spec.describe()})
                 found = session.generate(key.spec, key.name)
-                how, action = "generated", GENERATED
+                how, action = "generated", KEY_GENERATED
             elif _started_by_this_ceremony(ctx, key.name) and found.spec == key.spec:
-                how, action = "adopted after an interruption", ADOPTED
+                how, action = "adopted after an interruption", KEY_ADOPTED
             else:
                 raise RefusedError(
                     f"The token already holds a key labelled {key.name!r} that this "

@@ -12,11 +12,10 @@ from typing import Any
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError, VaultError
+from ceremony.events import KEY_IMPORTED
 from ceremony.plan import KeyPlan
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import COMPLETED
-
-IMPORTED = "key-imported"
 
 
 def confirmed_digests(ctx: Context, phase: str) -> dict[str, str]:
@@ -99,7 +98,7 @@ def upload(ctx: Context) -> StepResult:
         proof = record.proof
         ctx.write(record_name, record_bytes)
         ctx.record(
-            IMPORTED,
+            KEY_IMPORTED,
             {
                 "name": key.name,
                 "kid": outcome.result.key.id,

@@ -12,11 +12,9 @@ from typing import Any
 
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
+from ceremony.events import AES_CHALLENGE_WRAPPED, KEY_WRAPPED
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
-
-WRAPPED = "key-wrapped"
-CHALLENGED = "aes-challenge-wrapped"
 
 
 @step
@@ -44,7 +42,7 @@ def wrap(ctx: Context) -> StepResult:
             data = ByokPackage(kek.kid, ciphertext, generator).to_bytes()
             package = parse_byok(data, kek.size)
             ctx.write(target, data)
-            ctx.record(WRAPPED, {"name": key.name, "byok_sha256": sha256_hex(data)})
+            ctx.record(KEY_WRAPPED, {"name": key.name, "byok_sha256": sha256_hex(data)})
             facts.append((target, f"{len(package.ciphertext)} bytes of ciphertext"))
             items.append(CheckpointItem(target, sha256_hex(data)))
             if key.spec.family == "AES":
@@ -65,7 +63,7 @@ def _challenge(ctx: Context, session: Any, name: str) -> CheckpointItem:
     data = record.to_json()
     ctx.write(target, data)
     ctx.record(
-        CHALLENGED,
+        AES_CHALLENGE_WRAPPED,
         {"name": name, "challenge_sha256": record.challenge_sha256, "sha256": sha256_hex(data)},
     )
     return CheckpointItem(target, sha256_hex(data))

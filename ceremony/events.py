@@ -1,0 +1,11 @@
+"""events: the names of the transcript events that tell each key's story, shared by the phases
+that record them and the verifier that requires them. Names only; no behaviour."""
+
+from __future__ import annotations
+
+KEY_GENERATING = "key-generating"
+KEY_GENERATED = "key-generated"
+KEY_ADOPTED = "key-adopted"
+KEY_WRAPPED = "key-wrapped"
+AES_CHALLENGE_WRAPPED = "aes-challenge-wrapped"
+KEY_IMPORTED = "key-imported"
