@@ -136,9 +136,7 @@ class Runner:
         self.actor = self.plan.with_role("administrator")[0].name
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
         self._renders: list[tuple[Phase, str, Future]] = []
-        # The kernels' working directory and the notebooks being executed: private, empty, and
-        # never the workspace, whose files the medium may have planted.
-        self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
+        self._private = Path()
 
     @property
     def mode(self) -> str:
@@ -153,12 +151,15 @@ class Runner:
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
             selected.insert(0, PHASES[0])
-        self._admit(selected[0])
-        if self.options.warm_kernels and not self.options.collect_pins:
-            status = phase_status(self.ws)
-            pending = [p for p in selected if p.number not in status]
-            POOL.prepare(self.options.kernel_env, self._kernel_dir, len(pending))
+        # The kernels' working directory and the notebooks being executed: private, empty, and
+        # never the workspace, whose files the medium may have planted.
+        self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
+            self._admit(selected[0])
+            if self.options.warm_kernels and not self.options.collect_pins:
+                status = phase_status(self.ws)
+                pending = [p for p in selected if p.number not in status]
+                POOL.prepare(self.options.kernel_env, self._kernel_dir, len(pending))
             for phase in selected:
                 try:
                     self._run_phase(phase, ran, skipped)

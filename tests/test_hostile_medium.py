@@ -1,0 +1,214 @@
+"""The carried workspace is hostile input: each attack an insider with the medium could try, tried.
+
+A real rehearsal is stopped after the online side's phase 01 (as when the medium leaves for the
+offline machine); each test tampers with a copy of it the way an insider would and shows that the
+next phase refuses, naming what was planted, with the refusal in the transcript — and that nothing
+planted ever ran or was imported.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ceremony.errors import RefusedError
+from ceremony.runner import Runner, RunOptions
+from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
+
+PLANTED_PACKAGE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("planted code ran")
+"""
+
+
+def _wait_until(transcript: Path, phase: str, action: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if transcript.exists():
+            lines = [json.loads(x) for x in transcript.read_text().splitlines() if x.endswith("}")]
+            if any(e["phase"] == phase and e["action"] == action for e in lines):
+                return
+        if process.poll() is not None:
+            pytest.fail(f"the rehearsal ended early: {process.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no {action} in phase {phase} within 300 s")
+
+
+@pytest.fixture(scope="module")
+def carried(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rehearsal stopped once the witnesses confirmed phase 01: the medium as it leaves the
+    online side."""
+    root = tmp_path_factory.mktemp("carried") / "r"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**PINS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(root / "workspace" / "transcript.jsonl", "01", "checkpoint-confirmed", process)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return root
+
+
+@pytest.fixture
+def medium(carried: Path, tmp_path: Path) -> Path:
+    """A copy of the carried rehearsal for one test to tamper with."""
+    copy = tmp_path / "r"
+    shutil.copytree(carried, copy, symlinks=True)
+    return copy
+
+
+def _run_offline_side(root: Path) -> None:
+    options = RunOptions(phases="02-03", rehearsal=True, auto_confirm=True, collect_pins=False)
+    Runner(root / "plan.toml", root / "workspace", options).run()
+
+
+def _refused(root: Path, match: str) -> dict:
+    """Run the offline phases, expect a refusal naming MATCH; return the recorded refusal."""
+    with pytest.raises(RefusedError, match=match):
+        _run_offline_side(root)
+    last = events(root / "workspace")[-1]
+    assert last["action"] == "phase-refused" and last["phase"] == "02", last
+    assert match.replace("\\", "") in last["data"]["message"]
+    assert not any(
+        e["action"] == "phase-started" and e["phase"] == "02" for e in events(root / "workspace")
+    )
+    return last
+
+
+def test_a_planted_package_sitecustomize_and_notebook_never_run(medium: Path, tmp_path: Path):
+    marker = tmp_path / "pwned"
+    workspace = medium / "workspace"
+    (workspace / "ceremony").mkdir()
+    (workspace / "ceremony" / "__init__.py").write_text(PLANTED_PACKAGE.format(marker=str(marker)))
+    (workspace / "sitecustomize.py").write_text(PLANTED_PACKAGE.format(marker=str(marker)))
+    (workspace / "lab").mkdir()
+    (workspace / "lab" / "02_generate.ipynb").write_text("{}")
+    done = ceremony(
+        "run", str(medium / "plan.toml"), "--workspace", str(workspace), "--phases", "02-03",
+        "--rehearsal", env=clean_env(**PINS),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert "is not accounted for by the transcript" in last_line
+    assert any(name in last_line for name in ("ceremony/__init__.py", "sitecustomize.py", "lab/"))
+    assert not marker.exists()
+    refusal = events(workspace)[-1]
+    assert (
+        refusal["action"] == "phase-refused" and "not accounted for" in refusal["data"]["message"]
+    )
+
+
+def test_a_kernel_never_imports_from_the_folder_it_runs_in(tmp_path: Path):
+    """Even in a folder full of planted modules, a phase kernel imports the installed workbook."""
+    import nbformat
+
+    from ceremony.runner import execute_notebook
+
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile"
+    (hostile / "ceremony").mkdir(parents=True)
+    for planted in ("ceremony/__init__.py", "sitecustomize.py", "usercustomize.py", "json.py"):
+        (hostile / planted).write_text(PLANTED_PACKAGE.format(marker=str(marker)))
+    notebook = tmp_path / "probe.ipynb"
+    probe = "import ceremony, json, os, sys\nprint(ceremony.__file__, sys.flags.safe_path)"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)]), notebook)
+    output = tmp_path / "out.ipynb"
+    execute_notebook(notebook, output, {}, cwd=hostile, env={}, out=io.StringIO())
+    printed = nbformat.read(output, as_version=4).cells[0].outputs[0]["text"]
+    installed = str(Path(__import__("ceremony").__file__))
+    assert printed.split() == [installed, "True"]
+    assert not marker.exists()
+
+
+def test_a_planted_byok_and_challenge_are_never_imported(medium: Path):
+    """The attack of the review: a package wrapping the attacker's AES key for the real KEK."""
+    keys = medium / "workspace" / "keys"
+    keys.mkdir()
+    (keys / "rehearsal-aes.byok").write_text('{"schema_version": "1.0.0"}')
+    (keys / "rehearsal-aes.challenge.json").write_text("{}")
+    _refused(medium, "keys/rehearsal-aes")
+    assert not any(e["action"] == "key-imported" for e in events(medium / "workspace"))
+
+
+@pytest.mark.parametrize(
+    ("plant", "match"),
+    [
+        ("kek.pem -> /etc/hostname", "kek.pem is a symbolic link"),
+        ("keys -> OUTSIDE", "keys is a symbolic link"),
+        ("notebooks/00_preflight.html -> /etc/passwd", "00_preflight.html is a symbolic link"),
+    ],
+)
+def test_a_planted_symlink_is_refused_and_nothing_is_written_through_it(
+    medium: Path, tmp_path: Path, plant: str, match: str
+):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    name, target = plant.split(" -> ")
+    link = medium / "workspace" / name
+    if link.exists():
+        link.unlink()
+    link.symlink_to(outside if target == "OUTSIDE" else target)
+    _refused(medium, match)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_symlinked_transcript_is_refused(medium: Path, tmp_path: Path):
+    transcript = medium / "workspace" / "transcript.jsonl"
+    moved = tmp_path / "elsewhere.jsonl"
+    shutil.move(transcript, moved)
+    before = moved.read_bytes()
+    transcript.symlink_to(moved)
+    with pytest.raises(RefusedError, match=r"transcript\.jsonl is a link"):
+        _run_offline_side(medium)
+    assert moved.read_bytes() == before  # nothing was appended through the link
+
+
+@pytest.mark.parametrize(
+    ("plant", "match"),
+    [
+        ("hidden", "\\.stash/keys.tar is not accounted for"),
+        ("hard link", "is hard-linked to another file"),
+        ("fifo", "is a pipe or socket"),
+        ("changed", "kek.json changed since the transcript recorded it"),
+    ],
+)
+def test_hidden_linked_special_and_changed_files_are_refused(medium: Path, plant: str, match: str):
+    workspace = medium / "workspace"
+    if plant == "hidden":
+        (workspace / ".stash").mkdir()
+        (workspace / ".stash" / "keys.tar").write_bytes(b"exfiltrated")
+    elif plant == "hard link":
+        os.link(workspace / "kek.pem", workspace / "people" / "kek-copy.pem")
+    elif plant == "fifo":
+        os.mkfifo(workspace / "keys.fifo")
+    else:
+        record = json.loads((workspace / "kek.json").read_text())
+        record["kid"] = record["kid"].replace("byok-kek", "attacker-kek")
+        (workspace / "kek.json").write_text(json.dumps(record))
+    _refused(medium, match)
+
+
+def test_an_untouched_medium_is_admitted_with_every_file_accounted_for(medium: Path):
+    from ceremony.workspace import Workspace
+
+    workspace = Workspace(medium / "workspace", None)  # type: ignore[arg-type]
+    admission = workspace.admit("02", "ada")
+    files = [p for p in (medium / "workspace").rglob("*") if p.is_file()]
+    assert admission.accounted == len(files) and admission.discarded == ()
