@@ -1,6 +1,7 @@
 """ceremony.files: outputs are written whole, with the asked mode, and never over another file."""
 
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,30 @@ def test_refuse_existing_names_the_first_existing_path(tmp_path):
     refuse_existing(tmp_path / "a")
     with pytest.raises(RefusedError, match=str(tmp_path / "b")):
         refuse_existing(tmp_path / "a", tmp_path / "b")
+
+
+def test_write_new_in_follows_no_link_on_the_way(tmp_path):
+    from ceremony.files import write_new_in
+
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "keys").symlink_to(outside)
+    with pytest.raises(RefusedError, match="'keys' on its way is a link"):
+        write_new_in(root, "keys/a.byok", b"package")
+    (root / "kek.pem").symlink_to(outside / "target")
+    with pytest.raises(RefusedError, match="already exists"):
+        write_new_in(root, "kek.pem", b"public")
+    assert list(outside.iterdir()) == []
+    assert write_new_in(root, "notebooks/00.ipynb", b"{}").read_bytes() == b"{}"
+    assert sorted(p.name for p in (root / "notebooks").iterdir()) == ["00.ipynb"]
+
+
+def test_read_regular_refuses_a_link_and_a_device(tmp_path):
+    from ceremony.files import read_regular
+
+    (tmp_path / "link").symlink_to("/dev/zero")
+    with pytest.raises(RefusedError, match="is a link"):
+        read_regular(tmp_path / "link")
+    with pytest.raises(RefusedError, match="not a regular file"):
+        read_regular(Path("/dev/zero"))

@@ -338,7 +338,7 @@ def vault_versions(root: Path) -> dict[str, int]:
         return {n: len(list(client.list_properties_of_key_versions(n))) for n in names}
 
 
-@pytest.mark.parametrize("kill_at", ["key-generated", "key-imported"])
+@pytest.mark.parametrize("kill_at", ["key-generated", "key-wrapped", "key-imported"])
 def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
     root = tmp_path / "r"
     process = subprocess.Popen(
@@ -364,10 +364,23 @@ def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
     versions = vault_versions(root)
     assert versions == {"byok-kek": 1, "rehearsal-aes": 1, "rehearsal-ec": 1, "rehearsal-rsa": 1}
     found = events(root / "workspace")
-    made = [e["data"]["name"] for e in found if e["action"] in ("key-generated", "key-adopted")]
+    made = [e["data"]["name"] for e in found if e["action"] == "key-generated"]
     assert sorted(made) == ["rehearsal-aes", "rehearsal-ec", "rehearsal-rsa"]
+    # A resumed phase 02 describes again, from the token, the keys it made before the kill.
+    adopted = [e["data"]["name"] for e in found if e["action"] == "key-adopted"]
+    assert set(adopted) <= set(made) and len(adopted) == len(set(adopted))
+    # A resumed phase 04 recognises an import made before the kill (one version, above).
     imported = [e["data"]["name"] for e in found if e["action"] == "key-imported"]
-    assert sorted(imported) == ["rehearsal-aes", "rehearsal-ec", "rehearsal-rsa"]
+    assert sorted(set(imported)) == ["rehearsal-aes", "rehearsal-ec", "rehearsal-rsa"]
+    if kill_at == "key-wrapped":
+        # The interrupted attempt's package is never adopted: wrapped again, under a new
+        # ephemeral key, and the file imported is the new one.
+        wrapped = [e["data"] for e in found if e["action"] == "key-wrapped"]
+        first = wrapped[0]
+        again = [w for w in wrapped[1:] if w["name"] == first["name"]]
+        assert len(again) == 1 and again[0]["byok_sha256"] != first["byok_sha256"]
+        byok = root / "workspace" / "keys" / f"{first['name']}.byok"
+        assert hashlib.sha256(byok.read_bytes()).hexdigest() == again[0]["byok_sha256"]
 
 
 def test_resume_needs_the_pins_of_the_first_run(tmp_path):
