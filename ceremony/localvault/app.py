@@ -6,10 +6,13 @@ Never decides what an operation means (the service does) and never sends a stack
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,6 +30,11 @@ from ceremony.localvault.service import VaultService
 log = logging.getLogger("ceremony.localvault")
 
 MAX_BODY = 256 * 1024
+# Operations whose cost a client chooses (RSA generation, unwrapping and checking an imported
+# key) run in a few threads of their own, so that a flood of them queues behind itself while
+# every other request is answered.
+HEAVY_OPERATIONS = frozenset({"create", "import"})
+HEAVY_THREADS = 2
 DROP_FLAG = "ceremony.localvault.drop"
 
 Handler = Callable[[VaultService, Request, Body], Any]
@@ -64,6 +72,14 @@ def _paging(request: Request) -> tuple[int, int | None]:
     return values[0] or 0, values[1]
 
 
+def _heavy_limiter(app_state: Any) -> anyio.CapacityLimiter:
+    """The threads heavy operations share (made on first use, inside the event loop)."""
+    limiter = getattr(app_state, "heavy_limiter", None)
+    if limiter is None:
+        limiter = app_state.heavy_limiter = anyio.CapacityLimiter(HEAVY_THREADS)
+    return limiter
+
+
 def endpoint(operation: str, handler: Handler) -> Callable[..., Any]:
     """Wrap a service call with the gate, checks, faults and error shaping every route shares."""
 
@@ -78,7 +94,12 @@ def endpoint(operation: str, handler: Handler) -> Callable[..., Any]:
                 log.warning("fault %s: refusing %s %s", fault, request.method, request.url.path)
                 raise fault.as_error()
             body = parse_json(await _read_body(request))
-            result = await run_in_threadpool(handler, app_state.service, request, body)
+            if operation in HEAVY_OPERATIONS:
+                limiter = _heavy_limiter(app_state)
+                call = functools.partial(handler, app_state.service, request, body)
+                result = await anyio.to_thread.run_sync(call, limiter=limiter)
+            else:
+                result = await run_in_threadpool(handler, app_state.service, request, body)
         except ApiError as error:
             return error_response(error)
         except Exception:

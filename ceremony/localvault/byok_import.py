@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from ceremony.localvault.codec import b64url_decode
 from ceremony.localvault.errors import bad_parameter
-from ceremony.localvault.material import PrivateKey
+from ceremony.localvault.material import PrivateKey, check_rsa_sizes
 
 log = logging.getLogger("ceremony.localvault")
 
 SOFTHSM_PADDING = "SoftHSM2 2.6 RFC 5649 zero-padding deviation"
+# An RSA-4096 PrivateKeyInfo is about 2,350 bytes; nothing Azure imports is larger.
+MAX_PKCS8 = 3000
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,20 @@ def parse_private_key(
             len(trailing),
             SOFTHSM_PADDING,
         )
+    if len(der) > MAX_PKCS8:
+        raise bad_parameter(
+            f"The unwrapped key is {len(der)} bytes, more than any key Azure imports (RSA-4096)."
+        )
     try:
-        private = serialization.load_der_private_key(der, password=None)
+        # Parsed unchecked first: checking an RSA key costs the cube of its numbers' size, so
+        # the sizes are refused before the full check runs.
+        private = serialization.load_der_private_key(
+            der, password=None, unsafe_skip_rsa_key_validation=True
+        )
+        if isinstance(private, rsa.RSAPrivateKey):
+            numbers = private.private_numbers()
+            check_rsa_sizes(private.key_size, [numbers.p, numbers.q, numbers.d])
+            private = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError) as exc:
         raise bad_parameter("The unwrapped PKCS#8 key cannot be parsed.") from exc
     if not isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ceremony.localvault.codec import b64url_decode, b64url_encode, bytes_to_int, int_to_bytes
 from ceremony.localvault.errors import bad_parameter
-from ceremony.localvault.rules import check_curve, check_size
+from ceremony.localvault.rules import RSA_SIZES, check_curve, check_size
 
 CURVE_CLASSES: dict[str, type[ec.EllipticCurve]] = {
     "P-256": ec.SECP256R1,
@@ -105,6 +105,18 @@ def public_jwk(private: PrivateKey) -> dict[str, Any]:
     }
 
 
+def check_rsa_sizes(modulus_bits: int, numbers: list[int]) -> None:
+    """Refuse, before any expensive arithmetic, an RSA key of a size Azure does not import or
+    whose other numbers are larger than its modulus."""
+    if modulus_bits not in RSA_SIZES:
+        raise bad_parameter(
+            f"An RSA key of {modulus_bits} bits cannot be imported; use 2048, 3072 or 4096 bits "
+            "(never under 2048)."
+        )
+    if any(number.bit_length() > modulus_bits for number in numbers):
+        raise bad_parameter("The RSA key holds a number larger than its modulus.")
+
+
 def _int_field(jwk: dict[str, Any], name: str) -> int:
     value = jwk.get(name)
     if not isinstance(value, str) or not value:
@@ -120,15 +132,17 @@ def from_plain_jwk(family: str, jwk: dict[str, Any]) -> PrivateKey:
     try:
         if family == "RSA":
             n, e = _int_field(jwk, "n"), _int_field(jwk, "e")
-            public = rsa.RSAPublicNumbers(e, n)
+            fields = {name: _int_field(jwk, name) for name in ("p", "q", "d", "dp", "dq", "qi")}
+            # Sizes first: checking a key (primality of p and q) costs the cube of their size.
+            check_rsa_sizes(n.bit_length(), [e, *fields.values()])
             private_numbers = rsa.RSAPrivateNumbers(
-                p=_int_field(jwk, "p"),
-                q=_int_field(jwk, "q"),
-                d=_int_field(jwk, "d"),
-                dmp1=_int_field(jwk, "dp"),
-                dmq1=_int_field(jwk, "dq"),
-                iqmp=_int_field(jwk, "qi"),
-                public_numbers=public,
+                p=fields["p"],
+                q=fields["q"],
+                d=fields["d"],
+                dmp1=fields["dp"],
+                dmq1=fields["dq"],
+                iqmp=fields["qi"],
+                public_numbers=rsa.RSAPublicNumbers(e, n),
             )
             return private_numbers.private_key()
         if family == "EC":

@@ -1,7 +1,9 @@
 """localvault.statedir: the vault's state directory: its files, their permissions, its lock.
 
-Owns paths, 0700/0600 modes, create-exclusive secrets and the single-server lock. Never prints or
-logs a secret file's content.
+Owns paths, 0700/0600 modes, create-exclusive secrets and the single-server lock. Trusts only a
+directory, and files in it, that the user running the vault owns and that are not links: a state
+planted by someone else would hand them the vault's keys. Never prints or logs a secret file's
+content.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +22,8 @@ class StateDir:
     """Where one vault keeps everything: keys database, TLS files, token, master key, URL."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).expanduser().resolve()
+        # Not resolved: a link in place of the directory itself must be seen, and refused.
+        self.root = Path(root).expanduser().absolute()
         self._lock: IO[bytes] | None = None
 
     @property
@@ -51,12 +55,25 @@ class StateDir:
         return self.root / "url"
 
     def prepare(self) -> None:
-        """Create the directory 0700 (or tighten it to 0700) and take the single-server lock."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"{self.root} is not a directory.", "Give --state a directory path.")
+        """Create the directory 0700 (or tighten it to 0700), check that it and everything in it
+        is this user's own and no link, and take the single-server lock."""
+        if self.root.is_symlink() or (self.root.exists() and not self.root.is_dir()):
+            raise UsageError(
+                f"{self.root} is a link or not a directory.", "Give --state a real directory."
+            )
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _require_own(self.root, os.lstat(self.root))
         os.chmod(self.root, 0o700)
-        lock = open(self.root / "lock", "ab")  # noqa: SIM115 - held open for the server's lifetime
+        for entry in os.scandir(self.root):
+            info = entry.stat(follow_symlinks=False)
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise UsageError(
+                    f"{entry.path} is a link or a special file.",
+                    "A vault's state holds only its own files: remove it, or use a new --state.",
+                )
+            _require_own(Path(entry.path), info)
+        fd = os.open(self.root / "lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW, 0o600)
+        lock = os.fdopen(fd, "ab")  # held open for the server's lifetime
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -73,18 +90,31 @@ class StateDir:
             self._lock = None
 
     def write_private(self, path: Path, data: bytes) -> None:
-        """Create a 0600 file exclusively; never overwrite."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        """Create a 0600 file exclusively; never overwrite, never through a link."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
 
     def secret(self, path: Path, make: bytes) -> bytes:
-        """The secret stored at `path`, created from `make` on first use."""
-        if not path.exists():
+        """The secret stored at `path`, created from `make` on first use; it must be a file of
+        this user's, not a link, readable by nobody else."""
+        if not os.path.lexists(path):
             self.write_private(path, make)
-        if path.stat().st_mode & 0o077:
-            raise UsageError(f"{path} is readable by other users.", f"Run: chmod 600 {path}")
-        return path.read_bytes()
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        except OSError as exc:
+            raise UsageError(
+                f"{path} is a link or cannot be opened ({exc.strerror}).",
+                "Remove it; the vault makes its own secrets.",
+            ) from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            _require_own(path, info)
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"{path} is not a regular file.", "Remove it.")
+            if info.st_mode & 0o077:
+                raise UsageError(f"{path} is readable by other users.", f"Run: chmod 600 {path}")
+            return handle.read()
 
     def token(self) -> str:
         """The bearer token clients must present (file `token`, 0600)."""
@@ -105,3 +135,16 @@ class StateDir:
 
     def withdraw_url(self) -> None:
         self.url_path.unlink(missing_ok=True)
+
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _require_own(path: Path, info: os.stat_result) -> None:
+    """Refuse what another user owns: it could have been planted, or read, by them."""
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"{path} belongs to user id {info.st_uid}, not to the user running the vault "
+            f"({os.geteuid()}).",
+            "Use a state directory of your own (a new --state); never adopt another's.",
+        )
