@@ -22,7 +22,8 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
-PIN_PREFIX = "CEREMONY_PIN"
+from ceremony.pins import is_pin_variable
+
 # Neither Python nor IPython puts the working directory on sys.path: a kernel imports only what
 # is installed, never a module planted where it runs.
 SAFE_IMPORTS = {"PYTHONSAFEPATH": "1"}
@@ -98,7 +99,7 @@ class IpcKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.
         inherited = kw.pop("env", None) or os.environ
-        env = {k: v for k, v in inherited.items() if not k.startswith(PIN_PREFIX)}
+        env = {k: v for k, v in inherited.items() if not is_pin_variable(k)}
         env.update(self.extra_env)
         env.update(SAFE_IMPORTS)
         return await super()._async_pre_start_kernel(env=env, **kw)

@@ -310,6 +310,7 @@ def _write_plan(root: Path, url: str, people: list, kek: Any, chosen: Drill | No
         "kek_fingerprint": fingerprint,
         "hsm_module": find_module(),
         "hsm_token": HSM_TOKEN,
+        "wrap_with_trusted": False,  # Debian's SoftHSM2 2.6 lacks the native mechanism
         "people": people,
     }
     (root / "plan.toml").write_text(render_plan(values))

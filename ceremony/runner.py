@@ -35,6 +35,7 @@ from ceremony.evidence.layout import AFTER_SEAL_DIR
 from ceremony.kernel import POOL
 from ceremony.ledger import NOTEBOOK_KEPT
 from ceremony.phases import PHASES, Phase, select
+from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.steps.context import REFUSED
 from ceremony.workspace import COMPLETED, Workspace
@@ -42,7 +43,7 @@ from ceremony.workspace import COMPLETED, Workspace
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FAILED = "phase-failed"
 NOTE = "note"
-HSM_PHASES = ("00", "02", "03", "04")
+HSM_PHASES = ("00", "02", "03")
 
 
 @dataclass(frozen=True)
@@ -298,10 +299,11 @@ class Runner:
 
         Only these reach the kernel: it never inherits CEREMONY_PIN* variables by itself."""
         wanted: list[tuple[str, str, bool]] = []
-        if phase.number in HSM_PHASES and Path(self.plan.hsm.module).exists():
-            wanted.append(
-                ("CEREMONY_PIN", f"Custodian: user PIN of HSM token {self.plan.hsm.token!r}", True)
-            )
+        hsm = self.plan.hsm
+        if phase.number in HSM_PHASES and Path(hsm.module).exists():
+            wanted.append((USER_PIN, f"Custodian: user PIN of HSM token {hsm.token!r}", True))
+            if phase.number == "03" and hsm.wrap_with_trusted:
+                wanted.append((SO_PIN, f"Security officer: SO PIN of token {hsm.token!r}", True))
         if phase.number == "05":
             for person in self.plan.people:
                 if person.signer.startswith("pkcs11:"):

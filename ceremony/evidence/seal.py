@@ -35,6 +35,7 @@ from ceremony.evidence.verify import VerifyReport, verify_path
 from ceremony.files import read_regular
 from ceremony.fingerprint import Fingerprint
 from ceremony.people import Person, Quorum, check_people
+from ceremony.pins import is_pin_variable
 from ceremony.report import render_pdf, render_report
 from ceremony.signers import load_signer
 
@@ -220,7 +221,7 @@ def _sign(envelope: Envelope, person: Person, signer: Signer) -> None:
 
 
 def _environment_pins() -> list[str]:
-    return [v for k, v in os.environ.items() if k.startswith("CEREMONY_PIN") and v]
+    return [v for k, v in os.environ.items() if is_pin_variable(k) and v]
 
 
 def _write_evidence_dir(root: Path, outputs: Mapping[str, bytes]) -> None:

@@ -35,6 +35,7 @@ SECURITY_ATTRIBUTES = (
     Attribute.SENSITIVE,
     Attribute.TOKEN,
     Attribute.PRIVATE,
+    Attribute.WRAP_WITH_TRUSTED,
 )
 # What a generated key must show before it is trusted (boulder checks every key it makes).
 _REQUIRED = {
@@ -81,9 +82,12 @@ class GeneratedKey:
         )
 
 
-def generate(session: Any, spec: KeySpec, label: str) -> tuple[GeneratedKey, Any]:
+def generate(
+    session: Any, spec: KeySpec, label: str, *, wrap_with_trusted: bool = False
+) -> tuple[GeneratedKey, Any]:
     """Generate `spec` as a token key labelled `label`, with a random CKA_ID from the HSM.
 
+    `wrap_with_trusted`: the token will wrap it only under a key the security officer trusted.
     Returns the description and the private or secret key object (for wrapping it next).
     """
     if not label or len(label.encode()) > 128:
@@ -94,7 +98,12 @@ def generate(session: Any, spec: KeySpec, label: str) -> tuple[GeneratedKey, Any
         key_id = session.generate_random(128)
     capabilities = _CAPABILITIES[spec.family]
     common = {"id": key_id, "label": label, "store": True, "capabilities": capabilities}
-    secret = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True, Attribute.PRIVATE: True}
+    secret = {
+        Attribute.SENSITIVE: True,
+        Attribute.EXTRACTABLE: True,
+        Attribute.PRIVATE: True,
+        Attribute.WRAP_WITH_TRUSTED: wrap_with_trusted,
+    }
     with hsm_step(f"Generating {spec.describe()} key {label!r}"):
         if spec.family == "AES":
             public, key = (
@@ -106,17 +115,17 @@ def generate(session: Any, spec: KeySpec, label: str) -> tuple[GeneratedKey, Any
                 KeyType.RSA,
                 spec.size,
                 public_template={Attribute.PUBLIC_EXPONENT: b"\x01\x00\x01"},
-                private_template={**secret, Attribute.WRAP_WITH_TRUSTED: False},
+                private_template=secret,
                 **common,
             )
         else:
             public, key = session.generate_keypair(
                 KeyType.EC,
                 public_template={Attribute.EC_PARAMS: CURVES[spec.curve][0]},
-                private_template={**secret, Attribute.WRAP_WITH_TRUSTED: False},
+                private_template=secret,
                 **common,
             )
-    attributes = _check_generated(key, label)
+    attributes = _check_generated(key, label, wrap_with_trusted)
     public_pem = _public_pem(public, spec, label)
     return GeneratedKey(label, key_id.hex(), spec, public_pem, attributes), key
 
@@ -171,10 +180,11 @@ def _objects(session: Any, label: str, cls: ObjectClass) -> list[Any]:
         return list(session.get_objects({Attribute.LABEL: label, Attribute.CLASS: cls}))
 
 
-def _check_generated(key: Any, label: str) -> dict[str, bool]:
+def _check_generated(key: Any, label: str, wrap_with_trusted: bool) -> dict[str, bool]:
     """Refuse (and remove) a key whose attributes or readability are not what was asked."""
     attributes = security_attributes(key)
-    wrong = [name for name, want in _REQUIRED.items() if attributes[name] != want]
+    required = {**_REQUIRED, "CKA_WRAP_WITH_TRUSTED": wrap_with_trusted}
+    wrong = [name for name, want in required.items() if attributes[name] != want]
     readable = [name for name in ("VALUE", "PRIVATE_EXPONENT") if _readable(key, Attribute[name])]
     if wrong or readable:
         key.destroy()

@@ -11,10 +11,12 @@ from typing import Any
 
 from pkcs11.exceptions import PKCS11Error
 
+from ceremony.errors import HsmError
 from ceremony.hsm import keys, wrap
 from ceremony.hsm.kek import KekPublicKey, load_kek
 from ceremony.hsm.module import OPEN_SESSIONS, HsmInfo, describe_token, find_token, hsm_step
 from ceremony.hsm.selftest import WrapSelfTest, run_self_test
+from ceremony.hsm.trusted import find_trusted_kek
 from ceremony.keyspec import KeySpec
 
 
@@ -40,9 +42,11 @@ class HsmSession:
         offered = {m.code for m in self.describe().mechanisms}
         return run_self_test(self.raw, offered)
 
-    def generate(self, spec: KeySpec, label: str) -> keys.GeneratedKey:
+    def generate(
+        self, spec: KeySpec, label: str, *, wrap_with_trusted: bool = False
+    ) -> keys.GeneratedKey:
         """Generate a target key in the token; refuses a label already in use."""
-        key, handle = keys.generate(self.raw, spec, label)
+        key, handle = keys.generate(self.raw, spec, label, wrap_with_trusted=wrap_with_trusted)
         self._targets[label] = handle
         return key
 
@@ -54,11 +58,24 @@ class HsmSession:
         """The target key labelled `label`, or None: lets a rerun resume instead of duplicating."""
         return keys.find_key(self.raw, label)
 
-    def wrap_for_byok(self, label: str, kek_public_key: bytes, self_test: WrapSelfTest) -> bytes:
-        """The CKM_RSA_AES_KEY_WRAP ciphertext of key `label` under the KEK (SPKI PEM or DER)."""
+    def wrap_for_byok(
+        self, label: str, kek_public_key: bytes, self_test: WrapSelfTest, *, trusted: bool = False
+    ) -> bytes:
+        """The CKM_RSA_AES_KEY_WRAP ciphertext of key `label` under the KEK (SPKI PEM or DER).
+
+        `trusted`: wrap under the KEK's trusted token object (the security officer installed it),
+        as a CKA_WRAP_WITH_TRUSTED key requires; that takes the native mechanism."""
         kek = load_kek(kek_public_key)
         target = self._targets.get(label) or keys.private_or_secret(self.raw, label)
-        return wrap.wrap_target(self.raw, self._kek_object(kek), kek, target, label, self_test)
+        if trusted and not self_test.native_rsa_aes:
+            raise HsmError(
+                "A key that only a trusted key may wrap needs the token's native "
+                "CKM_RSA_AES_KEY_WRAP, which this token does not offer.",
+                "Use a token with the native mechanism, or accept the risk in the plan "
+                "([hsm] wrap_with_trusted = false) before the keys are generated.",
+            )
+        kek_object = find_trusted_kek(self.raw, kek) if trusted else self._kek_object(kek)
+        return wrap.wrap_target(self.raw, kek_object, kek, target, label, self_test)
 
     def wrap_challenge(self, label: str, challenge: bytes) -> bytes:
         """AES key `label` wraps a challenge (RFC 3394) for the vault to unwrap: the AES proof."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from ceremony.checkpoint import CONFIRMED, Checkpoint, CheckpointItem, ask_confirmation
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import Phase, phase
+from ceremony.pins import USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.workspace import COMPLETED, Workspace
 
@@ -84,18 +85,22 @@ class Context:
         """A new output of this phase, recorded in the transcript (path and digest) first."""
         return self.workspace.write_new(relative, data, phase=self.phase.number, actor=self.actor)
 
-    @contextmanager
-    def hsm(self) -> Iterator[Any]:
-        """A logged-in session on the plan's token; the PIN comes from CEREMONY_PIN."""
-        from ceremony.hsm import open_session, read_pin
-
+    def require_hsm_module(self) -> None:
+        """Refuse, naming the phase, where the plan's PKCS#11 module is not on this machine."""
         if not Path(self.plan.hsm.module).exists():
             raise RefusedError(
                 f"Phase {self.phase.title} needs the HSM, but its PKCS#11 module "
                 f"{self.plan.hsm.module} is not on this machine.",
                 "Run this phase on the offline machine that has the HSM attached.",
             )
-        pin = read_pin("CEREMONY_PIN", f"User PIN of token {self.plan.hsm.token!r} (hidden): ")
+
+    @contextmanager
+    def hsm(self) -> Iterator[Any]:
+        """A logged-in session on the plan's token; the PIN comes from CEREMONY_PIN."""
+        from ceremony.hsm import open_session, read_pin
+
+        self.require_hsm_module()
+        pin = read_pin(USER_PIN, f"User PIN of token {self.plan.hsm.token!r} (hidden): ")
         with open_session(self.plan.hsm.module, self.plan.hsm.token, pin=pin) as session:
             yield session
 

@@ -32,7 +32,9 @@ def generate(ctx: Context) -> StepResult:
             found = session.find_key(key.name)
             if found is None:
                 ctx.record(KEY_GENERATING, {"name": key.name, "spec": key.spec.describe()})
-                found = session.generate(key.spec, key.name)
+                found = session.generate(
+                    key.spec, key.name, wrap_with_trusted=ctx.plan.hsm.wrap_with_trusted
+                )
                 how, action = "generated", KEY_GENERATED
             elif _started_by_this_ceremony(ctx, key.name) and found.spec == key.spec:
                 how, action = "adopted after an interruption", KEY_ADOPTED

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.checkpoint import CheckpointItem
+from ceremony.errors import RefusedError
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
@@ -58,6 +59,7 @@ def preflight(ctx: Context) -> StepResult:
         hsm, self_test = info.to_dict(), test.to_dict()
         warning = require_conformant(test, ctx.rehearsal)
         warnings += [warning] if warning else []
+        warnings += _wrap_protection(ctx, test.native_rsa_aes)
         token = info.token
         facts += [
             ("HSM token", f"{token.label} — {token.manufacturer} {token.model}, serial "
@@ -93,6 +95,25 @@ def preflight(ctx: Context) -> StepResult:
     return StepResult(
         f"Preflight on {host['hostname']}", tuple(facts), tuple(items), tuple(warnings)
     )
+
+
+def _wrap_protection(ctx: Context, native: bool) -> list[str]:
+    """Whether the HSM can hold the line the plan asks for (target keys wrappable only under the
+    trusted KEK needs the native CKM_RSA_AES_KEY_WRAP); refuses when it cannot, and returns the
+    warning to record when the plan accepted going without."""
+    from ceremony.steps.wrap import UNPROTECTED
+
+    if not ctx.plan.hsm.wrap_with_trusted:
+        return [UNPROTECTED]
+    if not native:
+        raise RefusedError(
+            "The plan asks that the ceremony keys be wrappable only under the KEK the security "
+            "officer trusts (CKA_WRAP_WITH_TRUSTED), but this token has no native "
+            "CKM_RSA_AES_KEY_WRAP, without which it cannot.",
+            "Use an HSM that offers the mechanism (SoftHSM2 2.7 for a rehearsal), or accept the "
+            "weaker protection explicitly in the reviewed plan: [hsm] wrap_with_trusted = false.",
+        )
+    return []
 
 
 def _copy_plan(ctx: Context) -> None:

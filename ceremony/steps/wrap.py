@@ -12,7 +12,8 @@ from typing import Any
 
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
-from ceremony.events import AES_CHALLENGE_WRAPPED, KEY_WRAPPED
+from ceremony.events import AES_CHALLENGE_WRAPPED, KEK_TRUSTED, KEY_WRAPPED
+from ceremony.pins import SO_PIN
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
 
@@ -25,10 +26,16 @@ def wrap(ctx: Context) -> StepResult:
     from ceremony.hsm import require_conformant
 
     ws = ctx.workspace
-    check_kek_file(ctx)
+    kek_sha256 = check_kek_file(ctx)
     kek = KekRecord.from_json(ws.path(KEK_JSON).read_bytes(), KEK_JSON)
     kek_pem = ws.path(KEK_PEM).read_bytes()
     facts, items, notes = [("KEK", kek.kid)], [], []
+    trusted = ctx.plan.hsm.wrap_with_trusted
+    if trusted:
+        facts.append(("wrap protection", _trust_kek(ctx, kek_pem, kek_sha256)))
+        items.append(CheckpointItem("KEK trusted by the security officer", kek_sha256))
+    else:
+        notes.append(UNPROTECTED)
     with ctx.hsm() as session:
         token = session.describe().token
         test = session.self_test()
@@ -38,7 +45,7 @@ def wrap(ctx: Context) -> StepResult:
         generator = generator_text(token.manufacturer, token.model, token.firmware_version)
         for key in ctx.plan.keys:
             target = f"keys/{key.name}.byok"
-            ciphertext = session.wrap_for_byok(key.name, kek_pem, test)
+            ciphertext = session.wrap_for_byok(key.name, kek_pem, test, trusted=trusted)
             data = ByokPackage(kek.kid, ciphertext, generator).to_bytes()
             package = parse_byok(data, kek.size)
             ctx.write(target, data)
@@ -48,6 +55,38 @@ def wrap(ctx: Context) -> StepResult:
             if key.spec.family == "AES":
                 items.append(_challenge(ctx, session, key.name))
     return StepResult("Keys wrapped for the KEK", tuple(facts), tuple(items), tuple(notes))
+
+
+UNPROTECTED = (
+    "Wrap protection: none. The plan accepts (hsm.wrap_with_trusted = false) that code holding "
+    "the user PIN could wrap the ceremony keys under a key of its own."
+)
+
+
+def _trust_kek(ctx: Context, kek_pem: bytes, kek_sha256: str) -> str:
+    """The security officer's witnessed step: the KEK becomes the token's trusted wrapping key,
+    the only key the token will wrap the ceremony keys (CKA_WRAP_WITH_TRUSTED) under."""
+    from ceremony.hsm import load_kek, read_pin
+    from ceremony.hsm.trusted import install_trusted_kek
+
+    plan = ctx.plan
+    ctx.require_hsm_module()
+    so_pin = read_pin(SO_PIN, f"Security officer: SO PIN of token {plan.hsm.token!r} (hidden): ")
+    label = f"{plan.kek.name} (trusted KEK)"
+    done = install_trusted_kek(plan.hsm.module, plan.hsm.token, so_pin, load_kek(kek_pem), label)
+    ctx.record(
+        KEK_TRUSTED,
+        {
+            "label": done.label,
+            "id": done.id_hex,
+            "kek_sha256": kek_sha256,
+            "new": done.installed_now,
+        },
+    )
+    return (
+        f"ceremony keys are CKA_WRAP_WITH_TRUSTED; the security officer trusted only the KEK "
+        f"(token object {done.label!r}, CKA_ID {done.id_hex})"
+    )
 
 
 def _challenge(ctx: Context, session: Any, name: str) -> CheckpointItem:

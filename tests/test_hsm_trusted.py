@@ -1,0 +1,81 @@
+"""Wrap-with-trusted on a conformant token (SoftHSM2 2.7, native CKM_RSA_AES_KEY_WRAP): a ceremony
+key is wrapped under the KEK the security officer trusted, and under nothing else, even by code
+holding the user PIN. Packages are opened with pyca/cryptography and the openssl CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from ceremony.errors import HsmError
+from tests.fixtures_hsm import unwrap_with_cryptography, unwrap_with_openssl
+from tests.softhsm27 import module_path, requires_softhsm27
+from tests.workbook_support import ROOT, clean_env
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory, software_kek) -> dict:
+    directory = tmp_path_factory.mktemp("softhsm27")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.probe_trusted_wrap", module_path(), str(directory / "hsm"),
+         str(software_kek.pem_path)],
+        env=clean_env(), cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@requires_softhsm27
+def test_the_security_officer_installs_the_trusted_kek_once(probe):
+    assert probe["native"] is True
+    assert probe["installed"] == [True, False]  # a second install keeps the first object
+    assert "security officer" in probe["wrong_so_pin"] and "PinIncorrect" in probe["wrong_so_pin"]
+
+
+@requires_softhsm27
+@pytest.mark.parametrize("label", ["t-rsa", "t-ec", "t-aes"])
+def test_a_ceremony_key_is_wrapped_under_the_trusted_kek_and_opens_to_its_key(
+    probe, software_kek, label, tmp_path
+):
+    result = probe[label]
+    assert result["wrap_with_trusted"] is True
+    blob = bytes.fromhex(result["blob"])
+    plain = unwrap_with_cryptography(blob, software_kek)
+    assert plain == unwrap_with_openssl(blob, software_kek, tmp_path)
+    if label == "t-aes":
+        assert len(plain) == 32  # RFC 5649's integrity check held: exactly an AES-256 key
+        return
+    private = serialization.load_der_private_key(plain, password=None)  # exact DER, no padding
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert public.decode() == result["public_pem"]
+
+
+@requires_softhsm27
+@pytest.mark.parametrize("label", ["t-rsa", "t-ec", "t-aes"])
+@pytest.mark.parametrize("attempt", ["under_session_kek", "under_attacker_aes", "untrusted_path"])
+def test_code_with_the_user_pin_cannot_wrap_a_ceremony_key_under_any_other_key(
+    probe, label, attempt
+):
+    refusal = probe[label][attempt]
+    assert refusal != "EXPORTED"
+    assert "KeyNotWrappable" in refusal or "not wrappable" in refusal.lower(), refusal
+
+
+def test_trusted_wrap_needs_the_native_mechanism(hsm_token, software_kek):
+    """Debian's SoftHSM2 2.6 has no CKM_RSA_AES_KEY_WRAP: the trusted path refuses, naming why."""
+    from ceremony.hsm import open_session
+    from ceremony.keyspec import KeySpec
+
+    with open_session(hsm_token.module_path, hsm_token.label, pin=hsm_token.pin) as session:
+        test = session.self_test()
+        if test.native_rsa_aes:
+            pytest.skip("this SoftHSM2 offers the native mechanism")
+        session.generate(KeySpec("oct-HSM", 256, None), "needs-native")
+        with pytest.raises(HsmError, match="native CKM_RSA_AES_KEY_WRAP"):
+            session.wrap_for_byok("needs-native", software_kek.public_pem, test, trusted=True)
