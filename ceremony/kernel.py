@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -42,6 +43,15 @@ def _remove_stale_socket_dirs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except OSError:  # removed meanwhile by another cleaner, or not ours
             continue
+
+
+@functools.cache
+def kernel_home() -> Path:
+    """The folder phase kernels run in: private, empty, never the workspace (whose files the
+    medium may have planted); removed when this process exits."""
+    home = Path(tempfile.mkdtemp(prefix="ceremony-kernel-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
 
 
 class IpcKernelManager(AsyncKernelManager):

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, TextIO
 from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import PHASES, Phase
+from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.workspace import Workspace
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -143,22 +144,26 @@ def _tamper(ws: Workspace, name: str) -> None:
 
 def _new_pins(chosen: Drill | None) -> tuple[dict[str, str], dict[str, str]]:
     """Every PIN of the rehearsal, and those the kernels get (the drill's absent signer's not)."""
-    pins = {"CEREMONY_PIN": _pin("CEREMONY_PIN")}
+    pins = {USER_PIN: _pin(USER_PIN), SO_PIN: _pin(SO_PIN)}
     pins |= {person_variable(n): _pin(person_variable(n)) for n, _ in PEOPLE}
     absent = person_variable(chosen.absent_signer) if chosen and chosen.absent_signer else None
     return pins, {k: v for k, v in pins.items() if k != absent}
 
 
-def _provision(root: Path, pins: dict[str, str], say: Callable[[str], None]) -> list[dict]:
-    """Throwaway tokens: one for the keys, one signing token per person; returns the people."""
+def _provision(
+    softhsm: Any, root: Path, pins: dict[str, str], say: Callable[[str], None]
+) -> tuple[list[dict], bool]:
+    """Throwaway tokens: one for the keys, one signing token per person. Returns the people and
+    whether the keys' token has the native CKM_RSA_AES_KEY_WRAP that wrap-with-trusted needs."""
+    from ceremony.hsm import open_session
     from ceremony.hsm.module import load_module
     from ceremony.signers import create_token_signing_key
-    from ceremony.softhsm import SoftHsm
 
-    softhsm = SoftHsm(root / "softhsm")
     softhsm.activate()
     load_module(softhsm.module_path)  # tokens are then made in this process, not in children
-    softhsm.create_token(HSM_TOKEN, pins["CEREMONY_PIN"])
+    softhsm.create_token(HSM_TOKEN, pins[USER_PIN], so_pin=pins[SO_PIN])
+    with open_session(softhsm.module_path, HSM_TOKEN, pin=pins[USER_PIN]) as session:
+        native = session.self_test().native_rsa_aes
     people = []
     (root / "people").mkdir(mode=0o700)
     for name, role in PEOPLE:
@@ -170,7 +175,7 @@ def _provision(root: Path, pins: dict[str, str], say: Callable[[str], None]) -> 
         people.append({**person, "signer": reference})
     names = ", ".join(n for n, _ in PEOPLE)
     say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
-    return people
+    return people, native
 
 
 def _resumed_environment(root: Path) -> dict[str, str]:
@@ -178,12 +183,13 @@ def _resumed_environment(root: Path) -> dict[str, str]:
 
     if not (root / "plan.toml").exists():
         raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
-    variables = ["CEREMONY_PIN", *(person_variable(n) for n, _ in PEOPLE)]
+    variables = [USER_PIN, SO_PIN, *(person_variable(n) for n, _ in PEOPLE)]
     missing = [v for v in variables if not os.environ.get(v)]
     if missing:
         raise UsageError(
             f"Cannot resume: {', '.join(missing)} not set, and random PINs are never stored.",
-            "Resume only rehearsals started with CEREMONY_PIN and CEREMONY_PIN_<NAME> set.",
+            "Resume only rehearsals started with CEREMONY_PIN, CEREMONY_SO_PIN and "
+            "CEREMONY_PIN_<NAME> set.",
         )
     return {v: os.environ[v] for v in variables}
 
@@ -193,11 +199,13 @@ def rehearse(
     drill: str | None = None,
     *,
     resume: bool = False,
+    module: str | None = None,
     stream: TextIO = sys.stdout,
 ) -> RehearsalResult:
     """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must.
 
-    `resume` continues a rehearsal that was interrupted (its PINs must be in the environment)."""
+    `resume` continues a rehearsal that was interrupted (its PINs must be in the environment).
+    `module` is the SoftHSM2 module to rehearse on (default: the installed one)."""
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
         raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
@@ -217,7 +225,7 @@ def rehearse(
     from ceremony.runner import load_papermill
 
     threading.Thread(target=load_papermill, daemon=True).start()
-    from ceremony.kernel import POOL
+    from ceremony.kernel import POOL, kernel_home
     from ceremony.softhsm import SoftHsm
 
     if resume:
@@ -225,17 +233,19 @@ def rehearse(
     else:
         pins, kernel_pins = _new_pins(chosen)
         (root / "workspace").mkdir(mode=0o700)
-    env = {**SoftHsm(root / "softhsm").environ(), **kernel_pins}
+    softhsm = SoftHsm(root / "softhsm", module)
+    env = {**softhsm.environ(), **kernel_pins}
     # The first phase's kernel starts now, while the tokens and the vault are set up.
-    POOL.prepare(env, root / "workspace", count=len(PHASES))
+    POOL.prepare(env, kernel_home(), count=len(PHASES))
     try:
-        return _rehearse(root, chosen, pins, env, resume, say, stream)
+        return _rehearse(root, softhsm, chosen, pins, env, resume, say, stream)
     finally:
         POOL.close()
 
 
 def _rehearse(
     root: Path,
+    softhsm: Any,
     chosen: Drill | None,
     pins: dict[str, str],
     env: dict[str, str],
@@ -249,17 +259,17 @@ def _rehearse(
     faults = chosen.vault_faults if chosen else ()
     with ThreadPoolExecutor(1) as helper:
         # The tokens are made while the vault starts and creates its KEK.
-        people = None if resume else helper.submit(_provision, root, pins, say)
+        provisioned = None if resume else helper.submit(_provision, softhsm, root, pins, say)
         vault = LocalVault(root / "vault", managed_hsm=True, faults=faults).start()
         try:
             kek = None if resume else _create_kek(root, vault.url, say)
-            people = people.result() if people is not None else None
+            people, native = provisioned.result() if provisioned is not None else (None, False)
         except BaseException:
             vault.stop()
             raise
     with vault:
         if people is not None:
-            _write_plan(root, vault.url, people, kek, chosen)
+            _write_plan(root, vault.url, people, kek, chosen, softhsm.module_path, native)
         options = RunOptions(
             rehearsal=True,
             auto_confirm=True,
@@ -294,10 +304,11 @@ def _create_kek(root: Path, url: str, say: Callable[[str], None]) -> Any:
     return kek
 
 
-def _write_plan(root: Path, url: str, people: list, kek: Any, chosen: Drill | None) -> None:
-    """The sample plan: the local vault and its KEK, the token, the people."""
-    from ceremony.softhsm import find_module
-
+def _write_plan(
+    root: Path, url: str, people: list, kek: Any, chosen: Drill | None, module: str, native: bool
+) -> None:
+    """The sample plan: the local vault and its KEK, the token, the people; the keys wrappable
+    only under the trusted KEK where the token can do it."""
     fingerprint = kek.fingerprint.hex
     if chosen and chosen.wrong_fingerprint:
         fingerprint = secrets.token_hex(32)
@@ -308,9 +319,9 @@ def _write_plan(root: Path, url: str, people: list, kek: Any, chosen: Drill | No
         "vault_state": "vault",
         "kek_name": KEK_NAME,
         "kek_fingerprint": fingerprint,
-        "hsm_module": find_module(),
+        "hsm_module": module,
         "hsm_token": HSM_TOKEN,
-        "wrap_with_trusted": False,  # Debian's SoftHSM2 2.6 lacks the native mechanism
+        "wrap_with_trusted": native,
         "people": people,
     }
     (root / "plan.toml").write_text(render_plan(values))

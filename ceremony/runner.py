@@ -32,7 +32,7 @@ from ceremony.checkpoint import (
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.evidence.layout import AFTER_SEAL_DIR
-from ceremony.kernel import POOL
+from ceremony.kernel import POOL, kernel_home
 from ceremony.ledger import NOTEBOOK_KEPT
 from ceremony.phases import PHASES, Phase, select
 from ceremony.pins import SO_PIN, USER_PIN
@@ -152,15 +152,14 @@ class Runner:
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
             selected.insert(0, PHASES[0])
-        # The kernels' working directory and the notebooks being executed: private, empty, and
-        # never the workspace, whose files the medium may have planted.
+        # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
             self._admit(selected[0])
             if self.options.warm_kernels and not self.options.collect_pins:
                 status = phase_status(self.ws)
                 pending = [p for p in selected if p.number not in status]
-                POOL.prepare(self.options.kernel_env, self._kernel_dir, len(pending))
+                POOL.prepare(self.options.kernel_env, kernel_home(), len(pending))
             for phase in selected:
                 try:
                     self._run_phase(phase, ran, skipped)
@@ -172,10 +171,6 @@ class Runner:
             self._finish_renders()
             shutil.rmtree(self._private, ignore_errors=True)
         return RunReport(tuple(ran), tuple(skipped), self.ws.root)
-
-    @property
-    def _kernel_dir(self) -> Path:
-        return self._private / "kernel"
 
     def _admit(self, phase: Phase) -> None:
         """The workspace must hold exactly what the transcript accounts for before PHASE runs;
@@ -249,13 +244,12 @@ class Runner:
             env.update(self._pins(phase))
         output = self._private / phase.notebook
         output.unlink(missing_ok=True)
-        self._kernel_dir.mkdir(mode=0o700, exist_ok=True)
         try:
             execute_notebook(
                 self.options.notebooks / phase.notebook,
                 output,
                 {"plan": str(self.plan.path), "workspace": str(self.ws.root), "mode": self.mode},
-                cwd=self._kernel_dir,
+                cwd=kernel_home(),
                 env=env,
                 out=self.out,
             )

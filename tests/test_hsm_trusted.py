@@ -79,3 +79,29 @@ def test_trusted_wrap_needs_the_native_mechanism(hsm_token, software_kek):
         session.generate(KeySpec("oct-HSM", 256, None), "needs-native")
         with pytest.raises(HsmError, match="native CKM_RSA_AES_KEY_WRAP"):
             session.wrap_for_byok("needs-native", software_kek.public_pem, test, trusted=True)
+
+
+@requires_softhsm27
+def test_a_rehearsal_on_softhsm27_wraps_only_under_the_trusted_kek(tmp_path):
+    """The whole ceremony through the notebooks on a conformant token: the security officer's
+    step in phase 03, every key CKA_WRAP_WITH_TRUSTED, the archive verified, no PIN in it."""
+    from ceremony.evidence.secrets import scan_tree
+    from tests.fixtures_evidence import assert_no_secrets
+    from tests.workbook_support import PINS, ceremony, events
+
+    root = tmp_path / "r"
+    done = ceremony(
+        "rehearse", "--out", str(root), "--module", module_path(), env=clean_env(**PINS)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Rehearsal complete and verified." in done.stdout
+    assert "wrap_with_trusted = false" not in (root / "plan.toml").read_text()
+    workspace = root / "workspace"
+    trusted = [e for e in events(workspace) if e["action"] == "kek-trusted"]
+    assert len(trusted) == 1 and trusted[0]["phase"] == "03"
+    for name in ("rehearsal-rsa", "rehearsal-ec", "rehearsal-aes"):
+        record = json.loads((workspace / "keys" / f"{name}.json").read_text())
+        assert record["attributes"]["CKA_WRAP_WITH_TRUSTED"] is True
+    pins = list(PINS.values())
+    assert_no_secrets(workspace / "archive.tar", pins)
+    assert scan_tree(workspace, pins) == []

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Fixed PINs, so that the tests can look for them in every file the ceremony wrote.
 PINS = {
     "CEREMONY_PIN": "hsm-pin-7f3a9c",
+    "CEREMONY_SO_PIN": "so-pin-3d1e77",
     "CEREMONY_PIN_ADA": "ada-pin-51e2d0",
     "CEREMONY_PIN_CAROL": "carol-pin-0b8e47",
     "CEREMONY_PIN_CHEN": "chen-pin-c6d213",

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue an interrupted rehearsal in --out (needs the PINs it was started with)",
     )
+    rehearse.add_argument(
+        "--module",
+        help="a SoftHSM2 PKCS#11 module to rehearse on (default: the installed SoftHSM2); on "
+        "one with the native CKM_RSA_AES_KEY_WRAP the keys are wrappable only under the "
+        "trusted KEK",
+    )
     rehearse.set_defaults(handler=run_rehearsal)
 
     lab = subparsers.add_parser(
@@ -115,7 +121,7 @@ def run_phases(args: argparse.Namespace) -> int:
 def run_rehearsal(args: argparse.Namespace) -> int:
     from ceremony.rehearsal import rehearse
 
-    rehearse(args.out, args.drill, resume=args.resume)
+    rehearse(args.out, args.drill, resume=args.resume, module=args.module)
     return 0
 
 

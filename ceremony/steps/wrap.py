@@ -80,7 +80,7 @@ def _trust_kek(ctx: Context, kek_pem: bytes, kek_sha256: str) -> str:
             "label": done.label,
             "id": done.id_hex,
             "kek_sha256": kek_sha256,
-            "new": done.installed_now,
+            "installed_now": done.installed_now,
         },
     )
     return (
