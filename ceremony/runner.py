@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ceremony import errors
+from ceremony import carried, errors
 from ceremony.airgap import check_side
 from ceremony.checkpoint import (
     CONFIRMED,
@@ -155,6 +155,7 @@ class Runner:
         # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
+            self.receive(selected[0])
             self._admit(selected[0])
             if self.options.warm_kernels and not self.options.collect_pins:
                 status = phase_status(self.ws)
@@ -171,6 +172,21 @@ class Runner:
             self._finish_renders()
             shutil.rmtree(self._private, ignore_errors=True)
         return RunReport(tuple(ran), tuple(skipped), self.ws.root)
+
+    def receive(self, phase: Phase) -> None:
+        """The workspace may have crossed the air gap since the last checkpoint: before this
+        run trusts it, the operator matches that checkpoint's head with the paper record
+        (automatic in a rehearsal, which never leaves one machine). Refusals are recorded."""
+        try:
+            came = carried.last_witnessed(self.ws.events())
+            if came is None or self.options.auto_confirm:
+                return
+            carried.match_paper_record(came, self.options.ask)
+        except CeremonyError as exc:
+            self._record(phase, REFUSED, {"error": type(exc).__name__, "message": exc.message})
+            raise
+        self._record(phase, carried.RECEIVED, came.to_dict())
+        self.say(f"Transcript matches the paper record of checkpoint {came.phase}.")
 
     def _admit(self, phase: Phase) -> None:
         """The workspace must hold exactly what the transcript accounts for before PHASE runs;

@@ -101,7 +101,7 @@ def test_a_planted_package_sitecustomize_and_notebook_never_run(medium: Path, tm
     (workspace / "lab" / "02_generate.ipynb").write_text("{}")
     done = ceremony(
         "run", str(medium / "plan.toml"), "--workspace", str(workspace), "--phases", "02-03",
-        "--rehearsal", env=clean_env(**PINS),
+        "--rehearsal", env=clean_env(**PINS), answers=_confirmed_head_words(workspace) + "\n",
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
@@ -212,3 +212,91 @@ def test_an_untouched_medium_is_admitted_with_every_file_accounted_for(medium: P
     admission = workspace.admit("02", "ada")
     files = [p for p in (medium / "workspace").rglob("*") if p.is_file()]
     assert admission.accounted == len(files) and admission.discarded == ()
+
+
+# -- a rewritten transcript: the paper record of the last checkpoint is the anchor ---------------
+
+
+def _confirmed_head_words(workspace: Path) -> str:
+    """What the witnesses wrote down at the last checkpoint: its head's first two words."""
+    from ceremony.fingerprint import Fingerprint
+
+    confirmed = [e for e in events(workspace) if e["action"] == "checkpoint-confirmed"][-1]
+    words = Fingerprint(bytes.fromhex(confirmed["data"]["confirmed_head"])).word_list
+    return " ".join(words[:2])
+
+
+def _forge(workspace: Path, after_seq: int, planted: dict) -> None:
+    """Rewrite the transcript as a forger with the medium would: insert PLANTED after line
+    AFTER_SEQ and rebuild the chain, confirmations pointing at the new heads, so it verifies."""
+    from ceremony.canonical import canonical_json, sha256_hex
+    from ceremony.transcript import Transcript
+
+    path = workspace / "transcript.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    path.unlink()
+    forged, new_head_of = Transcript(path), {}
+    for record in records:
+        data = record.get("data")
+        if record["action"] == "checkpoint-confirmed":
+            data = {**data, "confirmed_head": new_head_of[data["confirmed_head"]]}
+        event = forged.append(record["phase"], record["actor"], record["action"], data)
+        new_head_of[sha256_hex(canonical_json(record))] = event.line_sha256  # lines are canonical
+        if record["seq"] == after_seq:
+            forged.append(planted["phase"], "ada", planted["action"], planted["data"])
+
+
+def _plant_byok(workspace: Path) -> dict:
+    from hashlib import sha256
+
+    data = b'{"planted": "a package wrapping the attacker\'s AES key"}'
+    (workspace / "keys").mkdir()
+    (workspace / "keys" / "rehearsal-aes.byok").write_bytes(data)
+    digest = sha256(data).hexdigest()
+    record = {"path": "keys/rehearsal-aes.byok", "sha256": digest, "size": len(data)}
+    return {"phase": "01", "action": "file-written", "data": record}
+
+
+def _runner(root: Path, answers: list[str]) -> Runner:
+    replies = iter(answers)
+    options = RunOptions(
+        phases="02-03", rehearsal=True, collect_pins=False, ask=lambda _: next(replies)
+    )
+    return Runner(root / "plan.toml", root / "workspace", options)
+
+
+def test_a_rewritten_transcript_fails_the_paper_record(medium: Path):
+    """The forger accounts for a planted package inside phase 01 and rebuilds the chain: the
+    ledger would accept it, but its head no longer matches what the witnesses wrote down."""
+    from ceremony.phases import PHASES
+
+    workspace = medium / "workspace"
+    paper = _confirmed_head_words(workspace)
+    completion = [e for e in events(workspace) if e["action"] == "phase-completed"][-1]
+    _forge(workspace, completion["seq"] - 1, _plant_byok(workspace))
+    assert _confirmed_head_words(workspace) != paper  # the forgery verifies, with other heads
+    with pytest.raises(RefusedError, match="not the one the witnesses wrote down"):
+        _runner(medium, [paper] * 3).receive(PHASES[2])
+    assert events(workspace)[-1]["action"] == "phase-refused"
+
+
+def test_the_genuine_medium_matches_the_paper_record(medium: Path):
+    from ceremony.phases import PHASES
+
+    workspace = medium / "workspace"
+    paper = _confirmed_head_words(workspace)
+    _runner(medium, ["wrong words", paper]).receive(PHASES[2])
+    received = events(workspace)[-1]
+    assert received["action"] == "workspace-received" and received["data"]["checkpoint"] == "01"
+
+
+def test_a_file_accounted_to_a_closed_phase_after_its_checkpoint_is_refused(medium: Path):
+    """Appending is easier than rewriting: a line after checkpoint 01 that accounts a planted
+    package to phase 01 is refused before any prompt, even in a rehearsal."""
+    from ceremony.transcript import Transcript
+
+    workspace = medium / "workspace"
+    planted = _plant_byok(workspace)
+    Transcript(workspace / "transcript.jsonl").append("01", "ada", "file-written", planted["data"])
+    with pytest.raises(RefusedError, match="after checkpoint 01"):
+        _run_offline_side(medium)

@@ -39,10 +39,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def ceremony(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run `python -m ceremony ARGS` and capture its output."""
+def ceremony(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600, answers: str = ""
+):
+    """Run `python -m ceremony ARGS` with ANSWERS on its standard input; capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "ceremony", *args],
+        input=answers,
         env=env if env is not None else clean_env(),
         capture_output=True,
         text=True,
