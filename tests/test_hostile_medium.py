@@ -12,17 +12,13 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ceremony.errors import RefusedError
 from ceremony.runner import Runner, RunOptions
-from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
+from tests.workbook_support import PINS, ceremony, clean_env, events, killed_rehearsal
 
 PLANTED_PACKAGE = """
 import pathlib
@@ -30,38 +26,12 @@ pathlib.Path({marker!r}).write_text("planted code ran")
 """
 
 
-def _wait_until(transcript: Path, phase: str, action: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if transcript.exists():
-            lines = [json.loads(x) for x in transcript.read_text().splitlines() if x.endswith("}")]
-            if any(e["phase"] == phase and e["action"] == action for e in lines):
-                return
-        if process.poll() is not None:
-            pytest.fail(f"the rehearsal ended early: {process.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"no {action} in phase {phase} within 300 s")
-
-
 @pytest.fixture(scope="module")
 def carried(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A rehearsal stopped once the witnesses confirmed phase 01: the medium as it leaves the
     online side."""
     root = tmp_path_factory.mktemp("carried") / "r"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**PINS),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        _wait_until(root / "workspace" / "transcript.jsonl", "01", "checkpoint-confirmed", process)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    killed_rehearsal(root, "checkpoint-confirmed", phase="01")
     return root
 
 

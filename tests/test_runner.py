@@ -7,11 +7,8 @@ import hashlib
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -32,7 +29,7 @@ from ceremony.plan import load_plan
 from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
 from ceremony.steps import begin
 from ceremony.workspace import Workspace
-from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
+from tests.workbook_support import PINS, ceremony, clean_env, events, killed_rehearsal
 
 PLAN = """
 [ceremony]
@@ -300,17 +297,6 @@ def test_kernel_talks_over_ipc_sockets_and_gets_pins_only_explicitly(tmp_path, m
 # -- resume after a killed run ---------------------------------------------------------------------
 
 
-def wait_for(path: Path, action: str, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and f'"action":"{action}"' in path.read_text():
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the rehearsal ended before {action}: {process.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"no {action} within {timeout} s")
-
-
 def token_labels(root: Path) -> list[str]:
     """Object labels on the rehearsal HSM token, listed by OpenSC's pkcs11-tool."""
     from ceremony.softhsm import find_module
@@ -341,20 +327,7 @@ def vault_versions(root: Path) -> dict[str, int]:
 @pytest.mark.parametrize("kill_at", ["key-generated", "key-wrapped", "key-imported"])
 def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
     root = tmp_path / "r"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**PINS),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(root / "workspace" / "transcript.jsonl", kill_at, process)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    killed_rehearsal(root, kill_at)
     assert not (root / "workspace" / "archive.tar").exists()
     resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**PINS))
     assert resumed.returncode == 0, resumed.stderr[-3000:]

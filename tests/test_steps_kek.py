@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ceremony import steps
-from ceremony.errors import RefusedError
+from ceremony.errors import PlanError, RefusedError
+from ceremony.plan import load_plan
 from ceremony.runner import Runner, RunOptions
 from tests.test_runner import write_plan
 
@@ -28,21 +29,22 @@ def kek_pem() -> bytes:
 
 
 def _after_preflight(folder: Path, kek_pem: bytes, version: str | None) -> tuple[Path, Path]:
-    """A plan for kek_pem (pinned to `version`), phase 00 done, kek.pem placed by hand."""
+    """A plan naming kek.pem beside it (pinned to `version`), and phase 00 done."""
     der = serialization.load_pem_public_key(kek_pem).public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     plan = write_plan(folder, fp=hashlib.sha256(der).hexdigest())
+    (folder / "kek.pem").write_bytes(kek_pem)
+    pinned = f'version = "{version}"\n' if version else ""
+    text = plan.read_text().replace('name = "kek"\n', f'name = "kek"\nfile = "kek.pem"\n{pinned}')
+    plan.write_text(text)
     if version:
-        text = plan.read_text().replace('name = "kek"\n', f'name = "kek"\nversion = "{version}"\n')
-        plan.write_text(text)
-    options = RunOptions(phases="00", rehearsal=True, auto_confirm=True, qr=False)
-    Runner(plan, folder / "ws", options, out=io.StringIO()).run()
-    (folder / "ws" / "kek.pem").write_bytes(kek_pem)
+        options = RunOptions(phases="00", rehearsal=True, auto_confirm=True, qr=False)
+        Runner(plan, folder / "ws", options, out=io.StringIO()).run()
     return plan, folder / "ws"
 
 
-def test_carried_kek_is_recorded_from_the_file(tmp_path: Path, kek_pem: bytes) -> None:
+def test_carried_kek_is_read_from_the_file_the_plan_names(tmp_path: Path, kek_pem: bytes) -> None:
     plan, ws = _after_preflight(tmp_path, kek_pem, VERSION)
     ctx = steps.begin("01", plan, ws, "rehearsal")
     result = steps.kek(ctx)
@@ -51,11 +53,18 @@ def test_carried_kek_is_recorded_from_the_file(tmp_path: Path, kek_pem: bytes) -
     assert record["source"] == "file" and record["size"] == 2048
     assert record["kid"] == f"https://127.0.0.1:9/keys/kek/{VERSION}"
     assert record["public_key_sha256"] == record["out_of_band_sha256"] == fingerprint
+    assert (ws / "kek.pem").read_bytes() == kek_pem
 
 
 def test_carried_kek_needs_a_pinned_version(tmp_path: Path, kek_pem: bytes) -> None:
-    plan, ws = _after_preflight(tmp_path, kek_pem, None)
-    ctx = steps.begin("01", plan, ws, "rehearsal")
-    with pytest.raises(RefusedError, match=r"does not pin kek\.version"):
-        steps.kek(ctx)
-    assert not (ws / "kek.json").exists()
+    plan, _ = _after_preflight(tmp_path, kek_pem, None)
+    with pytest.raises(PlanError, match=r"kek\.file is set but kek\.version is not"):
+        load_plan(plan)
+
+
+def test_a_kek_placed_in_the_workspace_by_hand_is_refused(tmp_path: Path, kek_pem: bytes) -> None:
+    """The medium is no way in: a kek.pem nobody recorded stops phase 01 before it is read."""
+    plan, ws = _after_preflight(tmp_path, kek_pem, VERSION)
+    (ws / "kek.pem").write_bytes(kek_pem)
+    with pytest.raises(RefusedError, match="not accounted for by the transcript"):
+        steps.begin("01", plan, ws, "rehearsal")

@@ -90,3 +90,37 @@ def shared_rehearsal() -> Rehearsed:
     root = base / "r"
     done = ceremony("rehearse", "--out", str(root), env=clean_env(**PINS))
     return Rehearsed(root, done.returncode, done.stdout, done.stderr)
+
+
+def killed_rehearsal(root: Path, action: str, phase: str | None = None, timeout: float = 300):
+    """Start `ceremony rehearse --out ROOT` and SIGKILL its whole process group as soon as its
+    transcript records ACTION (in PHASE, when given): a crash at a chosen point."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**PINS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    transcript = root / "workspace" / "transcript.jsonl"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            lines = transcript.read_text().splitlines() if transcript.exists() else []
+            found = [json.loads(line) for line in lines if line.endswith("}")]
+            if any(e["action"] == action and phase in (None, e["phase"]) for e in found):
+                return
+            if process.poll() is not None:
+                ended = process.stderr.read()[-2000:]
+                raise AssertionError(f"the rehearsal ended before {action}: {ended}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {action} within {timeout} s")
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
