@@ -138,6 +138,7 @@ class Runner:
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
         self._renders: list[tuple[Phase, str, Future]] = []
         self._private = Path()
+        self._received = False  # the paper record was matched in this run
 
     @property
     def mode(self) -> str:
@@ -155,7 +156,6 @@ class Runner:
         # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
-            self.receive(selected[0])
             self._admit(selected[0])
             if self.options.warm_kernels and not self.options.collect_pins:
                 status = phase_status(self.ws)
@@ -213,6 +213,9 @@ class Runner:
             skipped.append(phase.number)
             return
         self._require_confirmed_before(phase)
+        if not self._received:
+            self.receive(phase)
+            self._received = True
         if status.completion is None or fresh_preflight:
             self._execute(phase)
             ran.append(phase.number)
