@@ -141,6 +141,10 @@ def begin(
             "workspace": admission.describe(),
         },
     )
+    # The witnesses are told at the checkpoint what the workspace check found.
+    ctx.results.append(
+        StepResult("Workspace", notes=(f"Workspace check: {admission.describe()}.",))
+    )
     return ctx
 
 
