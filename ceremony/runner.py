@@ -198,12 +198,16 @@ class Runner:
             raise
         self.say(f"Workspace check: {admission.describe()}.")
 
-    def _finish_renders(self) -> None:
-        """Wait for the HTML renderings of the executed notebooks (raising their errors) and
-        keep each in the workspace, recorded like every other file."""
+    def _finish_renders(self, *, wait: bool = True) -> None:
+        """Keep the HTML renderings of the executed notebooks in the workspace, recorded like
+        every other file: those finished (raising their errors), or all of them with `wait`.
+        A rendering still under way has written nothing, so the workspace check is not upset."""
         pending, self._renders = self._renders, []
         for phase, relative, future in pending:
-            self._keep_file(phase, relative, future.result())
+            if wait or future.done():
+                self._keep_file(phase, relative, future.result())
+            else:
+                self._renders.append((phase, relative, future))
 
     def _run_phase(self, phase: Phase, ran: list[str], skipped: list[str]) -> None:
         status = phase_status(self.ws).get(phase.number, PhaseStatus())
@@ -251,7 +255,8 @@ class Runner:
         self.ws.transcript.append(phase.number, self.actor, action, data)
 
     def _execute(self, phase: Phase) -> None:
-        self._finish_renders()  # every file must be on disk, and accounted for, first
+        # The seal needs every rendering; other phases keep those that are done meanwhile.
+        self._finish_renders(wait=phase is PHASES[-1])
         self._admit(phase)
         note = check_side(phase, self.plan, rehearsal=self.options.rehearsal)
         self.say(f"\n=== Phase {phase.title} — {phase.purpose}")
