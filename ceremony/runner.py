@@ -7,6 +7,7 @@ environment only.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import os
@@ -14,7 +15,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,26 +178,29 @@ class Runner:
         """The workspace may have crossed the air gap since the last checkpoint: before this
         run trusts it, the operator matches that checkpoint's head with the paper record
         (automatic in a rehearsal, which never leaves one machine). Refusals are recorded."""
-        try:
+        with self._refusal_recorded(phase):
             came = carried.last_witnessed(self.ws.events())
             if came is None or self.options.auto_confirm:
                 return
             carried.match_paper_record(came, self.options.ask)
-        except CeremonyError as exc:
-            self._record(phase, REFUSED, {"error": type(exc).__name__, "message": exc.message})
-            raise
         self._record(phase, carried.RECEIVED, came.to_dict())
         self.say(f"Transcript matches the paper record of checkpoint {came.phase}.")
 
     def _admit(self, phase: Phase) -> None:
         """The workspace must hold exactly what the transcript accounts for before PHASE runs;
         a refusal is recorded and names the file."""
-        try:
+        with self._refusal_recorded(phase):
             admission = self.ws.admit(phase.number, self.actor)
+        self.say(f"Workspace check: {admission.describe()}.")
+
+    @contextlib.contextmanager
+    def _refusal_recorded(self, phase: Phase) -> Iterator[None]:
+        """A refusal raised inside goes into the transcript before it stops the run."""
+        try:
+            yield
         except CeremonyError as exc:
             self._record(phase, REFUSED, {"error": type(exc).__name__, "message": exc.message})
             raise
-        self.say(f"Workspace check: {admission.describe()}.")
 
     def _finish_renders(self, *, wait: bool = True) -> None:
         """Keep the HTML renderings of the executed notebooks in the workspace, recorded like
