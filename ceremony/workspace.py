@@ -24,7 +24,10 @@ from ceremony.phases import BY_NUMBER, Phase, predecessors
 BINDING_FILE = "ceremony.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 ARCHIVE_FILE = "archive.tar"
-KEEP = "Keep the existing file: rerunning resumes from it. Start a new workspace to redo a phase."
+KEEP = (
+    "A workspace file is never overwritten: rerun the phase (it makes its outputs again), or "
+    "start a new workspace."
+)
 
 
 @dataclass(frozen=True)
