@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from ceremony import errors
 from ceremony.airgap import check_side
 from ceremony.checkpoint import (
+    ANSWER_REFUSED,
     CONFIRMED,
     Checkpoint,
     CheckpointItem,
@@ -70,11 +71,24 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run did: the phases it ran and the ones it found complete already."""
+    """What a run did: the phases it ran, the checkpoints it had confirmed (of phases run now or
+    completed before), and the phases it found complete and confirmed already."""
 
     ran: tuple[str, ...]
     skipped: tuple[str, ...]
     workspace: Path
+    confirmed: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for the operator: what this run did, then what it left alone."""
+        done = [f"ran phase(s) {', '.join(self.ran)}"] if self.ran else []
+        earlier = [p for p in self.confirmed if p not in self.ran]
+        if earlier:
+            done.append(f"confirmed the checkpoint of phase(s) {', '.join(earlier)}")
+        text = "; ".join(done) or "nothing new"
+        if self.skipped:
+            text += f"; already complete and confirmed: {', '.join(self.skipped)}"
+        return f"Done: {text}. Workspace: {self.workspace}"
 
 
 def phase_status(ws: Workspace) -> dict[str, PhaseStatus]:
@@ -133,6 +147,7 @@ class Runner:
         self.actor = self.plan.with_role("administrator")[0].name
         self._renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
         self._renders: list[Future] = []
+        self._confirmed: list[str] = []  # checkpoints confirmed by this run
 
     @property
     def mode(self) -> str:
@@ -142,7 +157,9 @@ class Runner:
         print(text, file=self.out, flush=True)
 
     def run(self) -> RunReport:
-        ran, skipped = [], []
+        ran: list[str] = []
+        skipped: list[str] = []
+        self._confirmed.clear()
         selected = list(select(self.options.phases))
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
@@ -161,7 +178,7 @@ class Runner:
         finally:
             POOL.close()
             self._finish_renders()
-        return RunReport(tuple(ran), tuple(skipped), self.ws.root)
+        return RunReport(tuple(ran), tuple(skipped), self.ws.root, tuple(self._confirmed))
 
     def _finish_renders(self) -> None:
         """Wait for the HTML renderings of the executed notebooks (raising their errors)."""
@@ -315,9 +332,16 @@ class Runner:
                 f"Confirmed automatically (rehearsal) for {', '.join(confirmation.witnesses)}."
             )
         else:
-            confirmation = ask_confirmation(checkpoint, witnesses, required, self.options.ask)
+            confirmation = ask_confirmation(
+                checkpoint,
+                witnesses,
+                required,
+                self.options.ask,
+                lambda answer: self._record(phase, ANSWER_REFUSED, answer),
+            )
             self.say(f"Confirmed by {', '.join(confirmation.witnesses)}.")
         self._record(phase, CONFIRMED, confirmation.to_dict(checkpoint))
+        self._confirmed.append(phase.number)
 
 
 class NotebookFailed(Exception):

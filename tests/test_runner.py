@@ -111,19 +111,61 @@ def checkpoint() -> Checkpoint:
 
 def test_confirmation_needs_the_head_words_and_a_plan_witness():
     cp = checkpoint()
-    answers = iter(["wrong words", cp.challenge.upper(), "Wanda"])
-    confirmation = ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
+    refused = []
+    answers = iter(["wrong words", cp.challenge.upper(), "", "mallory", "Wanda"])
+    confirmation = ask_confirmation(
+        cp, ["wanda"], 1, ask=lambda _: next(answers), refused=refused.append
+    )
     assert confirmation.witnesses == ("wanda",) and not confirmation.automatic
     assert confirmation.to_dict(cp)["confirmed_head"] == cp.head
-    with pytest.raises(RefusedError, match="three times"):
+    # Every mistaken answer was asked again and handed over for the transcript.
+    assert [(r["question"], r["answer"]) for r in refused] == [
+        ("head-words", "wrong words"),
+        ("witnesses", ""),
+        ("witnesses", "mallory"),
+    ]
+    assert "requires 1" in refused[1]["reason"] and "not a witness" in refused[2]["reason"]
+    with pytest.raises(RefusedError, match="3 answers to 'head-words'"):
         ask_confirmation(cp, ["wanda"], 1, ask=lambda _: "nope")
-    answers = iter([cp.challenge, "mallory"])
-    with pytest.raises(UsageError, match="not a witness"):
-        ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
-    answers = iter([cp.challenge, "wanda"])
-    with pytest.raises(RefusedError, match="requires 2"):
+    answers = iter([cp.challenge, "mallory", "walt", ""])
+    with pytest.raises(RefusedError, match="3 answers to 'witnesses'.*requires 2"):
         ask_confirmation(cp, ["wanda", "walt"], 2, ask=lambda _: next(answers))
+
+    def closed(_: str) -> str:
+        raise EOFError
+
+    with pytest.raises(RefusedError, match="input ended"):
+        ask_confirmation(cp, ["wanda"], 1, ask=closed)
     assert automatic_confirmation(["wanda", "walt"], 1).automatic
+
+
+def test_runner_asks_again_records_refusals_and_says_what_it_confirmed(tmp_path):
+    """A mistaken answer costs nothing: it is in the transcript, and the next answer counts."""
+    plan = write_plan(tmp_path)
+    holder: list[Runner] = []
+
+    def head_words() -> str:
+        completion = phase_status(holder[0].ws)["00"].completion
+        return Checkpoint("00", "00", (), completion.line_sha256).challenge
+
+    answers = iter([lambda: "wrong words"] * 3)
+    options = RunOptions(phases="00", rehearsal=True, qr=False, ask=lambda _: next(answers)())
+    holder.append(Runner(plan, tmp_path / "ws", options, out=io.StringIO()))
+    with pytest.raises(RefusedError, match="not confirmed"):
+        holder[0].run()
+    assert not phase_status(holder[0].ws)["00"].confirmed
+    answers = iter([head_words, lambda: "", lambda: "mallory", lambda: "wanda"])
+    holder[0] = Runner(plan, tmp_path / "ws", options, out=io.StringIO())
+    report = holder[0].run()
+    assert phase_status(holder[0].ws)["00"].confirmed
+    refusals = [e.data for e in holder[0].ws.events() if e.action == "checkpoint-answer-refused"]
+    assert [(r["question"], r["answer"]) for r in refusals] == [
+        ("head-words", "wrong words")] * 3 + [("witnesses", ""), ("witnesses", "mallory")]  # fmt: skip
+    # The run confirmed a checkpoint of a phase completed before: the summary says so.
+    assert report.ran == () and report.confirmed == ("00",)
+    assert report.summary().startswith("Done: confirmed the checkpoint of phase(s) 00.")
+    again = Runner(plan, tmp_path / "ws", options, out=io.StringIO()).run()
+    assert again.summary().startswith("Done: nothing new; already complete and confirmed: 00.")
 
 
 def test_checkpoint_text_shows_hex_words_and_qr():

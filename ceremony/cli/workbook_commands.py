@@ -106,11 +106,7 @@ def run_phases(args: argparse.Namespace) -> int:
 
     options = RunOptions(phases=args.phases, rehearsal=args.rehearsal, qr=not args.no_qr)
     report = Runner(args.plan, args.workspace, options).run()
-    print(
-        f"\nDone: ran {', '.join(report.ran) or 'nothing'}"
-        f"{'; already complete: ' + ', '.join(report.skipped) if report.skipped else ''}."
-        f" Workspace: {report.workspace}"
-    )
+    print(f"\n{report.summary()}")
     return 0
 
 

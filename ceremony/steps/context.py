@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ceremony.checkpoint import CONFIRMED, Checkpoint, CheckpointItem, ask_confirmation
+from ceremony.checkpoint import (
+    ANSWER_REFUSED,
+    CONFIRMED,
+    Checkpoint,
+    CheckpointItem,
+    ask_confirmation,
+)
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import Phase, phase
 from ceremony.plan import Plan, load_plan
@@ -159,7 +165,12 @@ def complete(ctx: Context) -> Checkpoint:
     checkpoint = Checkpoint(ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes)
     if _kernel_has_stdin():
         witnesses = [p.name for p in ctx.plan.with_role("witness")]
-        confirmation = ask_confirmation(checkpoint, witnesses, ctx.plan.quorum.get("witness", 1))
+        confirmation = ask_confirmation(
+            checkpoint,
+            witnesses,
+            ctx.plan.quorum.get("witness", 1),
+            refused=lambda answer: ctx.record(ANSWER_REFUSED, answer),
+        )
         ctx.record(CONFIRMED, confirmation.to_dict(checkpoint))
     return checkpoint
 
