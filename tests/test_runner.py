@@ -128,7 +128,7 @@ def test_confirmation_needs_the_head_words_and_a_plan_witness():
     with pytest.raises(RefusedError, match="3 answers to 'head-words'"):
         ask_confirmation(cp, ["wanda"], 1, ask=lambda _: "nope")
     answers = iter([cp.challenge, "mallory", "walt", ""])
-    with pytest.raises(RefusedError, match="3 answers to 'witnesses'.*requires 2"):
+    with pytest.raises(RefusedError, match=r"3 answers to 'witnesses'.*requires 2"):
         ask_confirmation(cp, ["wanda", "walt"], 2, ask=lambda _: next(answers))
 
     def closed(_: str) -> str:
@@ -159,8 +159,12 @@ def test_runner_asks_again_records_refusals_and_says_what_it_confirmed(tmp_path)
     report = holder[0].run()
     assert phase_status(holder[0].ws)["00"].confirmed
     refusals = [e.data for e in holder[0].ws.events() if e.action == "checkpoint-answer-refused"]
+    wrong_words = [("head-words", "wrong words")] * 3
     assert [(r["question"], r["answer"]) for r in refusals] == [
-        ("head-words", "wrong words")] * 3 + [("witnesses", ""), ("witnesses", "mallory")]  # fmt: skip
+        *wrong_words,
+        ("witnesses", ""),
+        ("witnesses", "mallory"),
+    ]
     # The run confirmed a checkpoint of a phase completed before: the summary says so.
     assert report.ran == () and report.confirmed == ("00",)
     assert report.summary().startswith("Done: confirmed the checkpoint of phase(s) 00.")
