@@ -17,8 +17,15 @@ from ceremony.errors import UsageError
 def register(subparsers: argparse._SubParsersAction) -> None:
     plan = subparsers.add_parser("plan", help="check a ceremony plan")
     plan_sub = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
-    check = plan_sub.add_parser("check", help="validate a plan and summarise it")
+    check = plan_sub.add_parser(
+        "check",
+        help="validate a plan and summarise it",
+        description="Names every wrong field at once, then checks every file the plan names: "
+        "public keys, release policies, and each file: signer's key (readable, matching the "
+        "person's public key, and with --workspace, outside the workspace).",
+    )
     check.add_argument("plan", type=Path, help="the ceremony plan (TOML)")
+    check.add_argument("--workspace", type=Path, help="the ceremony's workspace, if chosen")
     check.set_defaults(handler=plan_check)
 
     phases = subparsers.add_parser("phases", help="the six phases and which machine runs each")
@@ -78,8 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_check(args: argparse.Namespace) -> int:
     from ceremony.plan import load_plan
+    from ceremony.plan_problems import PlanProblems
+    from ceremony.signer_check import key_file_problems
 
     plan = load_plan(args.plan)
+    problems = key_file_problems(plan, args.workspace)
+    if problems:
+        raise PlanProblems(plan.path, problems)
     print(f"Plan {plan.path} is valid (sha256 {plan.sha256}).")
     print(f"  ceremony  {plan.ceremony.id}: {plan.ceremony.purpose}")
     print(f"  vault     {plan.vault.url} ({plan.vault.flavour}); KEK {plan.kek.name}")
@@ -87,7 +99,8 @@ def plan_check(args: argparse.Namespace) -> int:
     for key in plan.keys:
         print(f"  key       {key.name}: {key.spec.describe()}, key_ops {list(key.key_ops)}")
     for person in plan.people:
-        print(f"  person    {person.name} ({person.role})")
+        signs = f"key file {person.key_file}" if person.key_file else "token " + person.signer
+        print(f"  person    {person.name} ({person.role}), signs with {signs}")
     print("  quorum    " + ", ".join(f"{n} {role}" for role, n in plan.quorum.items()))
     return 0
 
