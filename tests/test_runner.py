@@ -16,8 +16,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony.airgap import check_side, network_signs, reachable
 from ceremony.checkpoint import (
@@ -30,6 +28,7 @@ from ceremony.errors import RefusedError, UsageError
 from ceremony.phases import phase, select
 from ceremony.plan import load_plan
 from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
+from ceremony.signers import create_file_signing_key
 from ceremony.steps import begin
 from ceremony.workspace import Workspace
 from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
@@ -76,15 +75,12 @@ witness = 1
 
 
 def write_plan(folder: Path, name: str = "plan.toml", **values: str) -> Path:
-    """A small valid plan; by default its HSM module is absent (an online machine)."""
+    """A small valid plan, its signing key files beside it; by default its HSM module is absent
+    (an online machine)."""
     for person in ("ada", "wanda"):
         if not (folder / f"{person}.pem").exists():
-            key = ec.generate_private_key(ec.SECP256R1()).public_key()
-            (folder / f"{person}.pem").write_bytes(
-                key.public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            )
+            _, public = create_file_signing_key(folder / f"{person}.key")
+            (folder / f"{person}.pem").write_text(public)
     fields = {"id": "runner-test", "fp": "cd" * 32, "module": "/nonexistent/p11.so", "token": "t"}
     path = folder / name
     path.write_text(PLAN.format(**{**fields, **values}))

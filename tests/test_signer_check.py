@@ -16,11 +16,12 @@ from tests.workbook_support import ceremony
 
 def plan_with_key_files(folder: Path, *, passphrase: str | None = None) -> Path:
     """The runner tests' plan (signers file:ada.key and file:wanda.key, relative to the plan),
-    with real key files beside it whose public halves the plan lists."""
+    with key files beside it whose public halves the plan lists (encrypted with `passphrase`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("ada", "wanda"):
-        _, public = create_file_signing_key(folder / f"{name}.key", passphrase)
-        (folder / f"{name}.pem").write_text(public)
+    if passphrase:
+        for name in ("ada", "wanda"):
+            _, public = create_file_signing_key(folder / f"{name}.key", passphrase)
+            (folder / f"{name}.pem").write_text(public)
     return write_plan(folder)
 
 
