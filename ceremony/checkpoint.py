@@ -48,6 +48,8 @@ class Checkpoint:
     items: tuple[CheckpointItem, ...]
     head: str
     notes: tuple[str, ...] = field(default=())
+    # Values the witnesses compare as they are (a token serial, a key identifier, a clock).
+    facts: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def head_fingerprint(self) -> Fingerprint:
@@ -62,6 +64,7 @@ class Checkpoint:
         """The terminal form: each item as grouped hex, PGP words and a QR code."""
         rule = "=" * 78
         lines = [rule, f"CHECKPOINT after phase {self.title}", rule]
+        lines += [f"  {label}: {value}" for label, value in self.facts]
         for item in self.items:
             fp = item.fingerprint
             lines += [f"* {item.label}", f"    sha256  {fp.short}", f"    words   {fp.words}"]
@@ -80,7 +83,10 @@ class Checkpoint:
 
     def render_html(self) -> str:
         """The notebook form, with SVG QR codes."""
-        rows = []
+        rows = [
+            f"<tr><td><b>{html.escape(label)}</b></td><td>{html.escape(value)}</td></tr>"
+            for label, value in self.facts
+        ]
         for item in self.items:
             fp = item.fingerprint
             rows.append(

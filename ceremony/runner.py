@@ -109,8 +109,14 @@ def checkpoint_of(phase: Phase, completion: Any) -> Checkpoint:
     """The checkpoint a phase-completed event describes, committed to by that event's hash."""
     data = completion.data or {}
     items = tuple(CheckpointItem.from_dict(i) for i in data.get("checkpoint", []))
+    facts = tuple((str(label), str(value)) for label, value in data.get("facts", []))
     return Checkpoint(
-        phase.number, phase.title, items, completion.line_sha256, tuple(data.get("notes", []))
+        phase.number,
+        phase.title,
+        items,
+        completion.line_sha256,
+        tuple(data.get("notes", [])),
+        facts,
     )
 
 

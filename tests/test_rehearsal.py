@@ -156,3 +156,31 @@ def test_drill_stops_at_its_checkpoint(drills, name):
     completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
     assert completed == PHASE_NUMBERS[: PHASE_NUMBERS.index(drill.stops_at)]
     assert not (workspace / "archive.tar").exists()
+
+
+def test_each_checkpoint_shows_every_value_its_notebook_asks_to_compare(rehearsal):
+    """Every term the checkpoint text sets in bold is a value the checkpoint itself displays."""
+    import re
+
+    import nbformat
+
+    from ceremony.phases import PHASES
+    from ceremony.runner import checkpoint_of
+    from ceremony.transcript import Transcript
+
+    sealed, after = rehearsal.workspace / "transcript.jsonl", rehearsal.workspace / ".after-seal"
+    found = Transcript(sealed).events() + Transcript(after / "transcript.jsonl").events()
+    completed = {e.phase: e for e in found if e.action == "phase-completed"}
+    for phase in PHASES:
+        notebook = nbformat.read(ROOT / "notebooks" / phase.notebook, as_version=4)
+        (text,) = [
+            c.source
+            for c in notebook.cells
+            if c.cell_type == "markdown" and c.source.startswith("## Checkpoint")
+        ]
+        # The bulleted list: what the witnesses compare, each bullet naming its values in bold.
+        bullets = re.findall(r"^- .*(?:\n  .*)*", text, flags=re.MULTILINE)
+        assert bullets and all("**" in b for b in bullets), phase.notebook
+        shown = checkpoint_of(phase, completed[phase.number]).render_text(qr=False).lower()
+        for term in re.findall(r"\*\*(.+?)\*\*", "\n".join(bullets)):
+            assert term.strip("`").lower() in shown, f"{phase.notebook}: {term!r} is not shown"

@@ -158,11 +158,19 @@ def complete(ctx: Context) -> Checkpoint:
     runner asks them after the notebook ends."""
     items = tuple(i for r in ctx.results for i in r.items)
     notes = tuple(n for r in ctx.results for n in r.notes)
+    facts = tuple(f for r in ctx.results for f in r.facts)
     event = ctx.record(
         COMPLETED,
-        {"checkpoint": [i.to_dict() for i in items], "notes": list(notes), "mode": ctx.mode},
+        {
+            "checkpoint": [i.to_dict() for i in items],
+            "facts": [list(f) for f in facts],
+            "notes": list(notes),
+            "mode": ctx.mode,
+        },
     )
-    checkpoint = Checkpoint(ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes)
+    checkpoint = Checkpoint(
+        ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes, facts
+    )
     if _kernel_has_stdin():
         witnesses = [p.name for p in ctx.plan.with_role("witness")]
         confirmation = ask_confirmation(

@@ -57,12 +57,12 @@ def evidence(ctx: Context) -> StepResult:
         (
             ("archive", str(sealed.archive_path)),
             ("report", str(sealed.report_path)),
-            ("signed by", ", ".join(sealed.signed_by)),
+            ("quorum", f"{quorum.describe()} required; signed by {', '.join(sealed.signed_by)}"),
             ("verification", "verified" if report.verified else str(report.first_failure)),
         ),
         (
             CheckpointItem(
-                f"{sealed.archive_path.name} (the evidence archive)", sealed.archive_sha256
+                f"archive fingerprint ({sealed.archive_path.name})", sealed.archive_sha256
             ),
         ),
     )

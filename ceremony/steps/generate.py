@@ -63,10 +63,14 @@ def generate(ctx: Context) -> StepResult:
                 ws.write_new(record_name, record.to_json())
                 action = GENERATED if how == "generated" else ADOPTED
                 ctx.record(action, {"name": key.name, "id": found.id_hex, "public": public_sha})
-            facts.append((key.name, f"{key.spec.describe()}, CKA_ID {record.id_hex}, {how}"))
+            facts.append(
+                (f"key {key.name}", f"{key.spec.describe()}, CKA_ID {record.id_hex}, {how}")
+            )
             if record.public_key_sha256:
-                items.append(CheckpointItem(f"{key.name} public key", record.public_key_sha256))
+                label = f"public-key fingerprint of {key.name}"
+                items.append(CheckpointItem(label, record.public_key_sha256))
             else:
                 digest = sha256_hex(ws.path(record_name).read_bytes())
-                items.append(CheckpointItem(f"{key.name} key record (AES: no public half)", digest))
+                label = f"key record of {key.name} (AES: no public half)"
+                items.append(CheckpointItem(label, digest))
     return StepResult("Keys generated in the HSM", tuple(facts), tuple(items))

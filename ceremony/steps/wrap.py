@@ -26,10 +26,13 @@ def wrap(ctx: Context) -> StepResult:
     from ceremony.hsm import require_conformant
 
     ws = ctx.workspace
-    check_kek_file(ctx)
+    kek_sha256 = check_kek_file(ctx)
     kek = KekRecord.from_json(ws.path(KEK_JSON).read_bytes(), KEK_JSON)
     kek_pem = ws.path(KEK_PEM).read_bytes()
-    facts, items, notes = [("KEK", kek.kid)], [], []
+    facts, notes = [("KEK key identifier", kek.kid)], []
+    items = [
+        CheckpointItem(f"KEK fingerprint ({ctx.plan.kek.name}, the KEK wrapped for)", kek_sha256)
+    ]
     with ctx.hsm() as session:
         token = session.describe().token
         test = session.self_test()
