@@ -25,8 +25,10 @@ from ceremony.checkpoint import (
     automatic_confirmation,
 )
 from ceremony.errors import RefusedError, UsageError
+from ceremony.evidence.secrets import scan_archive
 from ceremony.phases import phase, select
 from ceremony.plan import load_plan
+from ceremony.rehearsal import PIN_FILE
 from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
 from ceremony.signers import create_file_signing_key
 from ceremony.steps import begin
@@ -353,13 +355,13 @@ def wait_for(path: Path, action: str, process: subprocess.Popen, timeout: float 
     pytest.fail(f"no {action} within {timeout} s")
 
 
-def token_labels(root: Path) -> list[str]:
+def token_labels(root: Path, pin: str) -> list[str]:
     """Object labels on the rehearsal HSM token, listed by OpenSC's pkcs11-tool."""
     from ceremony.softhsm import find_module
 
     done = subprocess.run(
         ["pkcs11-tool", "--module", find_module(), "--token-label", "byok-rehearsal", "--login",
-         "--pin", PINS["CEREMONY_PIN"], "--list-objects"],
+         "--pin", pin, "--list-objects"],
         env={**os.environ, "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf")},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -380,12 +382,13 @@ def vault_versions(root: Path) -> dict[str, int]:
         return {n: len(list(client.list_properties_of_key_versions(n))) for n in names}
 
 
-@pytest.mark.parametrize("kill_at", ["key-generated", "key-imported"])
-def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
+@pytest.mark.parametrize(("kill_at", "given_pins"), [("key-generated", PINS), ("key-imported", {})])
+def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at, given_pins):
+    """Resumed with the PINs set in the environment, or with those the rehearsal generated."""
     root = tmp_path / "r"
     process = subprocess.Popen(
         [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**PINS),
+        env=clean_env(**given_pins),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -398,11 +401,21 @@ def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (root / "workspace" / "archive.tar").exists()
-    resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**PINS))
+    pin_file = root / PIN_FILE
+    if given_pins:
+        assert not pin_file.exists()  # PINs from the environment are never stored
+        pins = given_pins
+    else:
+        assert pin_file.stat().st_mode & 0o777 == 0o600
+        pins = json.loads(pin_file.read_text())
+        assert sorted(pins) == sorted(PINS)
+    resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**given_pins))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Rehearsal complete and verified." in resumed.stdout
+    archive = root / "workspace" / "archive.tar"
+    assert scan_archive(archive, list(pins.values())) == []  # the kept PINs are never sealed
     keys = ["rehearsal-aes", "rehearsal-ec", "rehearsal-ec", "rehearsal-rsa", "rehearsal-rsa"]
-    assert token_labels(root) == keys  # private+public for RSA and EC, one AES secret key
+    assert token_labels(root, pins["CEREMONY_PIN"]) == keys  # RSA and EC pairs, one AES key
     versions = vault_versions(root)
     assert versions == {"byok-kek": 1, "rehearsal-aes": 1, "rehearsal-ec": 1, "rehearsal-rsa": 1}
     found = events(root / "workspace")
@@ -415,4 +428,5 @@ def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
 def test_resume_needs_the_pins_of_the_first_run(tmp_path):
     (tmp_path / "plan.toml").write_text("")
     done = ceremony("rehearse", "--out", str(tmp_path), "--resume")
-    assert done.returncode == 2 and "random PINs are never stored" in done.stderr
+    assert done.returncode == 2 and f"{tmp_path / PIN_FILE} does not hold them" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rehearse.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted rehearsal in --out (needs the PINs it was started with)",
+        help="continue an interrupted rehearsal in --out, with the PINs it generated (or the ones "
+        "set in the environment when it started)",
     )
     rehearse.set_defaults(handler=run_rehearsal)
 
