@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,6 +24,7 @@ from traitlets import Dict, Unicode, default
 
 PIN_PREFIX = "CEREMONY_PIN"
 SOCKET_PREFIX = "ceremony-kernel-"
+LAUNCHER = "ceremony.kernel_launcher"
 
 
 def _remove_stale_socket_dirs() -> None:
@@ -90,6 +92,12 @@ class IpcKernelManager(AsyncKernelManager):
         self._connect_control_socket()
 
     start_kernel = _async_start_kernel
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """This Python, running the workbook's launcher: no IOPub TCP pipe, and (-P) nothing
+        imported from the working directory."""
+        connection = os.path.realpath(self.connection_file)
+        return [sys.executable, "-P", "-m", LAUNCHER, "-f", connection, *(extra_arguments or [])]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.

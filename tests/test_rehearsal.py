@@ -184,3 +184,15 @@ def test_each_checkpoint_shows_every_value_its_notebook_asks_to_compare(rehearsa
         shown = checkpoint_of(phase, completed[phase.number]).render_text(qr=False).lower()
         for term in re.findall(r"\*\*(.+?)\*\*", "\n".join(bullets)):
             assert term.strip("`").lower() in shown, f"{phase.notebook}: {term!r} is not shown"
+
+
+def test_rehearsal_opens_no_tcp_listener_but_the_local_vault(rehearsal):
+    """The kernels run on IPC sockets only: no IOPub pipe or other TCP listener of theirs."""
+    from urllib.parse import urlsplit
+
+    from ceremony.plan import load_plan
+
+    vault_port = urlsplit(load_plan(rehearsal.root / "plan.toml").vault.url).port
+    assert (rehearsal.pid, vault_port) in rehearsal.listened  # the watcher did see sockets
+    assert {port for _, port in rehearsal.listened} == {vault_port}
+    assert {pid for pid, _ in rehearsal.listened} == {rehearsal.pid}

@@ -14,8 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.listeners import listeners, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fixed PINs, so that the tests can look for them in every file the ceremony wrote.
@@ -62,12 +66,15 @@ def events(workspace: Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class Rehearsed:
-    """A finished `ceremony rehearse` run."""
+    """A finished `ceremony rehearse` run, and the TCP ports its processes listened on."""
 
     root: Path
     returncode: int
     stdout: str
     stderr: str
+    # (pid, port) of each listening socket seen while it ran; pid is the rehearsal's or a kernel's
+    listened: frozenset[tuple[int, int]] = frozenset()
+    pid: int = 0
 
     @property
     def workspace(self) -> Path:
@@ -84,5 +91,23 @@ def shared_rehearsal() -> Rehearsed:
     base = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     root = base / "r"
-    done = ceremony("rehearse", "--out", str(root), env=clean_env(**PINS))
-    return Rehearsed(root, done.returncode, done.stdout, done.stderr)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**PINS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    seen: set[tuple[int, int]] = set()
+
+    def watch() -> None:  # every listener of the rehearsal and its kernels, while it runs
+        while process.poll() is None:
+            seen.update(listeners(process_tree(process.pid)))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = process.communicate(timeout=900)
+    watcher.join()
+    return Rehearsed(root, process.returncode, stdout, stderr, frozenset(seen), process.pid)
