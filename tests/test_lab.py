@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -16,6 +19,8 @@ import nbformat
 import pytest
 
 from ceremony.lab import lab_command, prepare_notebooks
+from ceremony.runner import NOTEBOOKS
+from tests.listeners import process_tree
 
 
 def _injected_source(notebook: Path) -> str:
@@ -115,3 +120,81 @@ def test_jupyterlab_starts_kernels_over_ipc(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not merely a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, signum):
+    """`ceremony lab`, stopped by kill or a closed terminal: JupyterLab, its kernel and the
+    private folder are gone; it opened a read-only copy, with news and update checks off."""
+    port, token = _free_port(), "lab-signal-token"
+    config, runtime = tmp_path / "config", tmp_path / "runtime"
+    config.mkdir()
+    (config / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"port": port, "ip": "127.0.0.1", "open_browser": False},
+        "IdentityProvider": {"token": token},
+    }))  # fmt: skip
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime)}
+    checkout = {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")}
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "lab"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                _request(f"{base}/api/status?token={token}")
+                break
+            except OSError:
+                assert lab.poll() is None, lab.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
+                time.sleep(0.5)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{base}/lab?token={token}", timeout=10) as response:
+            page = response.read().decode()
+        found = re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.DOTALL)
+        page_config = json.loads(found.group(1))
+        assert page_config["news"] == {"disabled": True}  # so it never asks about news
+        assert _request(f"{base}/lab/api/update?token={token}") == {"notification": None}
+        listing = _request(f"{base}/api/contents?token={token}")
+        assert sorted(c["name"] for c in listing["content"]) == sorted(checkout)
+        kernel = _request(f"{base}/api/kernels?token={token}", method="POST")
+        connection = json.loads((runtime / f"kernel-{kernel['id']}.json").read_text())
+        private = Path(connection["ip"]).parent
+        assert private.name.startswith("ceremony-lab-")
+        copy = private / "notebooks"
+        assert sorted(p.name for p in copy.iterdir()) == sorted(checkout)
+        assert all(p.stat().st_mode & 0o777 == 0o400 for p in copy.iterdir())  # read-only
+        deadline = time.monotonic() + 60
+        while not any(p.is_socket() for p in private.iterdir()):
+            assert time.monotonic() < deadline, "the kernel made no Unix socket in 60 s"
+            time.sleep(0.5)
+        tree = process_tree(lab.pid)
+        assert len(tree) >= 3  # ceremony lab, JupyterLab, the kernel
+        os.kill(lab.pid, signum)
+        assert lab.wait(timeout=60) == 128 + signum
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in tree if _alive(pid)] == []
+        assert not private.exists()
+        with pytest.raises(OSError):
+            _request(f"{base}/api/status?token={token}")
+        assert {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")} == checkout
+    finally:
+        if lab.poll() is None:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()

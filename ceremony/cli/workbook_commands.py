@@ -6,9 +6,6 @@ Parses arguments, calls the workbook modules and prints; holds no ceremony logic
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import tempfile
 from pathlib import Path
 
 from ceremony.errors import UsageError
@@ -75,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open the workbook's notebooks in JupyterLab",
         description="With PLAN and --workspace: prepare parameterized copies of the six phase "
         "notebooks in WORKSPACE/lab and open them, kernels over IPC. Without: open the folder "
-        "given by --dir (default: the workbook's own notebooks, for reading).",
+        "given by --dir (default: a read-only copy of the workbook's notebooks, for reading). "
+        "Stopping it (Ctrl-C, kill, a closed terminal) stops JupyterLab and its kernels.",
     )
     lab.add_argument("plan", type=Path, nargs="?", help="the ceremony plan (TOML)")
     lab.add_argument("--workspace", type=Path, help="the ceremony's workspace")
@@ -132,8 +130,7 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
-    from ceremony.lab import lab_command, prepare_notebooks
-    from ceremony.runner import NOTEBOOKS
+    from ceremony.lab import prepare_notebooks, run_lab
 
     if args.plan is not None:
         if args.workspace is None:
@@ -142,12 +139,13 @@ def open_lab(args: argparse.Namespace) -> int:
             args.plan, args.workspace, "rehearsal" if args.rehearsal else "ceremony"
         )
     else:
-        folder = args.dir or NOTEBOOKS
-    if not folder.is_dir():
+        folder = args.dir
+    if folder is not None and not folder.is_dir():
         raise UsageError(f"{folder} is not a directory.", "Give the folder with the notebooks.")
     print(
-        f"Opening JupyterLab on {folder}. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell "
-        "first; PINs are never typed into a notebook. Checkpoints are asked in the notebooks."
+        f"Opening JupyterLab on {folder or 'a read-only copy of the workbook notebooks'}. Set "
+        "CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell first; PINs are never typed into a "
+        "notebook. Checkpoints are asked in the notebooks.",
+        flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="ceremony-lab-") as sockets:
-        return subprocess.call(lab_command(folder, Path(sockets)), env=os.environ.copy())
+    return run_lab(folder)
