@@ -196,3 +196,15 @@ def test_rehearsal_opens_no_tcp_listener_but_the_local_vault(rehearsal):
     assert (rehearsal.pid, vault_port) in rehearsal.listened  # the watcher did see sockets
     assert {port for _, port in rehearsal.listened} == {vault_port}
     assert {pid for pid, _ in rehearsal.listened} == {rehearsal.pid}
+
+
+def test_preflight_and_report_list_the_token_they_describe(rehearsal):
+    """The evidence names the HSM token it described in its token list, never an empty one."""
+    preflight = json.loads((rehearsal.workspace / "preflight.json").read_text())
+    hsm = preflight["hsm"]
+    assert hsm["token"]["label"] == "byok-rehearsal"
+    assert hsm["tokens"] == [hsm["token"]]
+    assert "verdict" in preflight["self_test"]
+    report = (rehearsal.workspace / "evidence" / "report.html").read_text()
+    assert "<th>HSM tokens</th><td>[]</td>" not in report
+    assert "byok-rehearsal" in report
