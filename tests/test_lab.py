@@ -84,6 +84,26 @@ def _request(url: str, method: str = "GET") -> dict:
         return json.loads(response.read())
 
 
+def _wait_until_serving(status_url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    """Until JupyterLab answers; fails with its last output if it ends first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _request(status_url)
+            return
+        except OSError:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, f"JupyterLab did not start in {seconds} s"
+            time.sleep(0.5)
+
+
+def _wait_for_socket(folder: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not any(p.is_socket() for p in folder.iterdir()):
+        assert time.monotonic() < deadline, f"the kernel made no Unix socket in {seconds} s"
+        time.sleep(0.5)
+
+
 def test_jupyterlab_starts_kernels_over_ipc(tmp_path: Path) -> None:
     port, token = _free_port(), "lab-test-token"
     runtime = tmp_path / "runtime"
@@ -99,23 +119,12 @@ def test_jupyterlab_starts_kernels_over_ipc(tmp_path: Path) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _request(f"{base}/status?token={token}")
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
-                time.sleep(0.5)
+        _wait_until_serving(f"{base}/status?token={token}", server)
         kernel = _request(f"{base}/kernels?token={token}", method="POST")
         connection = json.loads((runtime / f"kernel-{kernel['id']}.json").read_text())
         assert connection["transport"] == "ipc"
         assert connection["ip"] == str(sockets / "kernel")
-        deadline = time.monotonic() + 60
-        while not any(p.is_socket() for p in sockets.iterdir()):
-            assert time.monotonic() < deadline, "the kernel made no Unix socket in 60 s"
-            time.sleep(0.5)
+        _wait_for_socket(sockets)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -153,15 +162,7 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                _request(f"{base}/api/status?token={token}")
-                break
-            except OSError:
-                assert lab.poll() is None, lab.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
-                time.sleep(0.5)
+        _wait_until_serving(f"{base}/api/status?token={token}", lab)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"{base}/lab?token={token}", timeout=10) as response:
             page = response.read().decode()
@@ -178,10 +179,7 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         copy = private / "notebooks"
         assert sorted(p.name for p in copy.iterdir()) == sorted(checkout)
         assert all(p.stat().st_mode & 0o777 == 0o400 for p in copy.iterdir())  # read-only
-        deadline = time.monotonic() + 60
-        while not any(p.is_socket() for p in private.iterdir()):
-            assert time.monotonic() < deadline, "the kernel made no Unix socket in 60 s"
-            time.sleep(0.5)
+        _wait_for_socket(private)
         tree = process_tree(lab.pid)
         assert len(tree) >= 3  # ceremony lab, JupyterLab, the kernel
         os.kill(lab.pid, signum)

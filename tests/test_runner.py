@@ -10,7 +10,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
 from ceremony.signers import create_file_signing_key
 from ceremony.steps import begin
 from ceremony.workspace import Workspace
-from tests.workbook_support import PINS, ROOT, ceremony, clean_env, events
+from tests.workbook_support import PINS, ceremony, clean_env, events, start_rehearsal
 
 PLAN = """
 [ceremony]
@@ -386,15 +385,7 @@ def vault_versions(root: Path) -> dict[str, int]:
 def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at, given_pins):
     """Resumed with the PINs set in the environment, or with those the rehearsal generated."""
     root = tmp_path / "r"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**given_pins),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    process = start_rehearsal(root, given_pins, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(root / "workspace" / "transcript.jsonl", kill_at, process)
     finally:

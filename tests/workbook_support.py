@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.listeners import listeners, process_tree
 
@@ -85,20 +86,25 @@ class Rehearsed:
         return self.workspace / "archive.tar"
 
 
+def start_rehearsal(root: Path, pins: dict[str, str], **popen: Any) -> subprocess.Popen:
+    """`ceremony rehearse --out ROOT` in the background, with these PINs in its environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**pins),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        **popen,
+    )
+
+
 @functools.cache
 def shared_rehearsal() -> Rehearsed:
     """One full rehearsal with the fixed PINs, shared by every test of the session."""
     base = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     root = base / "r"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**PINS),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    process = start_rehearsal(root, PINS, stdout=subprocess.PIPE)
     seen: set[tuple[int, int]] = set()
 
     def watch() -> None:  # every listener of the rehearsal and its kernels, while it runs
