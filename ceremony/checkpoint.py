@@ -147,7 +147,10 @@ def ask_confirmation(
     typed = _ask_until_right(
         "head-words", words_prompt, lambda answer: _check_words(checkpoint, answer), ask, refused
     )
-    names_prompt = f"Who confirmed? Names of the witnesses present ({', '.join(witnesses)}): "
+    names_prompt = (
+        f"Who confirmed? Type the names of the witnesses who compared the values "
+        f"(the plan's witnesses: {', '.join(witnesses)}): "
+    )
     names = _ask_until_right(
         "witnesses", names_prompt, lambda a: parse_witnesses(a, witnesses, required), ask, refused
     )

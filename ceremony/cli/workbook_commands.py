@@ -130,7 +130,8 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
-    from ceremony.lab import prepare_notebooks, run_lab
+    from ceremony.lab import prepare_notebooks
+    from ceremony.lab_session import run_lab
 
     if args.plan is not None:
         if args.workspace is None:
