@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,9 +21,10 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
+from ceremony.kernel_launcher import launch_command
+
 PIN_PREFIX = "CEREMONY_PIN"
 SOCKET_PREFIX = "ceremony-kernel-"
-LAUNCHER = "ceremony.kernel_launcher"
 
 
 def _remove_stale_socket_dirs() -> None:
@@ -94,10 +94,9 @@ class IpcKernelManager(AsyncKernelManager):
     start_kernel = _async_start_kernel
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        """This Python, running the workbook's launcher: no IOPub TCP pipe, and (-P) nothing
-        imported from the working directory."""
+        """The workbook's kernel launcher (no IOPub TCP listener) instead of the kernel spec's."""
         connection = os.path.realpath(self.connection_file)
-        return [sys.executable, "-P", "-m", LAUNCHER, "-f", connection, *(extra_arguments or [])]
+        return [*launch_command(connection), *(extra_arguments or [])]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.

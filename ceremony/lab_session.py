@@ -1,12 +1,14 @@
 """lab_session: one JupyterLab session of `ceremony lab`, from start to a clean end.
 
-Starts JupyterLab in its own session, on a private folder for its kernels' sockets (and, for
-reading, a read-only copy of the notebooks); on exit or on TERM, HUP or INT it stops JupyterLab and
-every kernel it started and removes the folder. Never leaves a process or a file behind.
+Starts JupyterLab in its own session, with a private folder for its kernels' sockets, their kernel
+spec (the workbook's launcher: no TCP listener) and, for reading, a read-only copy of the notebooks;
+on exit or on TERM, HUP or INT it stops JupyterLab and every kernel it started and removes the
+folder. Never leaves a process or a file behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from ceremony.kernel_launcher import launch_command
 from ceremony.lab import lab_command
 from ceremony.runner import NOTEBOOKS
 
@@ -53,8 +56,9 @@ def run_lab(folder: Path | None) -> int:
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         command = lab_command(folder or reading_copy(private), private)
+        env = {**os.environ, "JUPYTER_PATH": _kernel_spec(private)}
         # Its own session: a terminal's signals reach this process, which stops it in order.
-        server = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)
+        server = subprocess.Popen(command, env=env, start_new_session=True)
         return server.wait()
     except _Stopped as stopped:
         return 128 + stopped.signum
@@ -66,6 +70,20 @@ def run_lab(folder: Path | None) -> int:
         _remove(private)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _kernel_spec(private: Path) -> str:
+    """A `python3` kernel spec ahead of the installed one: the workbook's launcher, which opens
+    no TCP listener. Returns the JUPYTER_PATH that finds it first."""
+    folder = private / "jupyter"
+    spec = {
+        "argv": launch_command("{connection_file}"),
+        "display_name": "Python 3 (ceremony workbook)",
+        "language": "python",
+    }
+    (folder / "kernels" / "python3").mkdir(parents=True)
+    (folder / "kernels" / "python3" / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return os.pathsep.join(filter(None, (str(folder), os.environ.get("JUPYTER_PATH"))))
 
 
 def _stop_tree(server: subprocess.Popen) -> None:

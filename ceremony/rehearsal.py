@@ -36,6 +36,7 @@ PEOPLE = (
     ("chen", "custodian"),
     ("wanda", "witness"),
 )
+FILE_SIGNER = "chen"  # signs with a key file beside the plan, as chen in the example plan does
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _new_pins(root: Path, chosen: Drill | None) -> tuple[dict[str, str], dict[st
 def _provision(root: Path, pins: dict[str, str], say: Callable[[str], None]) -> list[dict]:
     """Throwaway tokens: one for the keys, one signing token per person; returns the people."""
     from ceremony.hsm.module import load_module
-    from ceremony.signers import create_token_signing_key
+    from ceremony.signers import create_file_signing_key, create_token_signing_key
     from ceremony.softhsm import SoftHsm
 
     softhsm = SoftHsm(root / "softhsm")
@@ -175,13 +176,20 @@ def _provision(root: Path, pins: dict[str, str], say: Callable[[str], None]) -> 
     (root / "people").mkdir(mode=0o700)
     for name, role in PEOPLE:
         pin = pins[person_variable(name)]
-        softhsm.create_token(name, pin)
-        reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
+        if name == FILE_SIGNER:  # its PIN is the key file's passphrase
+            _, public_pem = create_file_signing_key(root / "people" / f"{name}.key", pin)
+            reference = f"file:people/{name}.key"  # relative to the plan, as a plan writes it
+        else:
+            softhsm.create_token(name, pin)
+            reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
         (root / "people" / f"{name}.pub.pem").write_text(public_pem)
         person = {"name": name, "role": role, "public_key": f"people/{name}.pub.pem"}
         people.append({**person, "signer": reference})
-    names = ", ".join(n for n, _ in PEOPLE)
-    say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
+    names = ", ".join(n for n, _ in PEOPLE if n != FILE_SIGNER)
+    say(
+        f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}; "
+        f"{FILE_SIGNER} signs with a passphrase-protected key file"
+    )
     return people
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from ceremony.lab import lab_command, prepare_notebooks
 from ceremony.runner import NOTEBOOKS
-from tests.listeners import process_tree
+from tests.listeners import listeners, process_tree
 
 
 def _injected_source(notebook: Path) -> str:
@@ -97,10 +97,13 @@ def _wait_until_serving(status_url: str, process: subprocess.Popen, seconds: flo
             time.sleep(0.5)
 
 
-def _wait_for_socket(folder: Path, seconds: float = 60) -> None:
+def _wait_for_socket(folder: Path, seconds: float = 60, count: int = 1) -> None:
+    """Until the kernel has made `count` Unix sockets in FOLDER."""
     deadline = time.monotonic() + seconds
-    while not any(p.is_socket() for p in folder.iterdir()):
-        assert time.monotonic() < deadline, f"the kernel made no Unix socket in {seconds} s"
+    while sum(p.is_socket() for p in folder.iterdir()) < count:
+        assert time.monotonic() < deadline, (
+            f"the kernel made no {count} Unix sockets in {seconds} s"
+        )
         time.sleep(0.5)
 
 
@@ -161,8 +164,10 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    tree: set[int] = set()
     try:
         _wait_until_serving(f"{base}/api/status?token={token}", lab)
+        tree |= process_tree(lab.pid)
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"{base}/lab?token={token}", timeout=10) as response:
             page = response.read().decode()
@@ -179,9 +184,12 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         copy = private / "notebooks"
         assert sorted(p.name for p in copy.iterdir()) == sorted(checkout)
         assert all(p.stat().st_mode & 0o777 == 0o400 for p in copy.iterdir())  # read-only
-        _wait_for_socket(private)
-        tree = process_tree(lab.pid)
+        # All five of its sockets: the kernel is past the point where it would open the pipe.
+        _wait_for_socket(private, count=5)
+        tree |= process_tree(lab.pid)
         assert len(tree) >= 3  # ceremony lab, JupyterLab, the kernel
+        # The one TCP listener is JupyterLab's own page; its kernel opened none.
+        assert {port for _, port in listeners(tree)} == {port}
         os.kill(lab.pid, signum)
         assert lab.wait(timeout=60) == 128 + signum
         deadline = time.monotonic() + 10
@@ -192,7 +200,8 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         with pytest.raises(OSError):
             _request(f"{base}/api/status?token={token}")
         assert {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")} == checkout
-    finally:
-        if lab.poll() is None:
-            os.killpg(lab.pid, signal.SIGKILL)
-            lab.wait()
+    finally:  # whatever failed, nothing of this test keeps running
+        for pid in tree | process_tree(lab.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        lab.wait()

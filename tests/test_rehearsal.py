@@ -208,3 +208,15 @@ def test_preflight_and_report_list_the_token_they_describe(rehearsal):
     report = (rehearsal.workspace / "evidence" / "report.html").read_text()
     assert "<th>HSM tokens</th><td>[]</td>" not in report
     assert "byok-rehearsal" in report
+
+
+def test_a_key_file_signer_beside_the_plan_signs_from_the_kernel(rehearsal):
+    """chen's signer is `file:people/chen.key`, relative to the plan; the phase 05 kernel, working
+    in the workspace, still finds it, and chen's signature counts for the quorum."""
+    plan = (rehearsal.root / "plan.toml").read_text()
+    assert 'signer = "file:people/chen.key"' in plan
+    assert (rehearsal.root / "people" / "chen.key").stat().st_mode & 0o777 == 0o600
+    assert not (rehearsal.workspace / "people" / "chen.key").exists()
+    (sealing,) = [e for e in events(rehearsal.workspace) if e["action"] == "sealing"]
+    assert sealing["data"] == {"signers": ["ada", "carol", "chen", "wanda"], "absent": {}}
+    assert "chen" in verify_path(rehearsal.archive).signed_by
