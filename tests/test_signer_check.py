@@ -71,9 +71,14 @@ def test_each_person_who_cannot_sign_is_named_with_the_reason(tmp_path, monkeypa
     assert "wrong passphrase" in signer_state(wanda).reason
     monkeypatch.setenv("CEREMONY_PIN_WANDA", "open sesame")
     assert signer_state(wanda).signer is not None
+    # Someone else's key file under ada's name: refused, saying so.
     (path.parent / "ada.key").unlink()
+    (path.parent / "wanda.key").rename(path.parent / "ada.key")
     monkeypatch.setenv("CEREMONY_PIN_ADA", "open sesame")
+    assert "does not match their public key in the plan" in signer_state(ada).reason
+    (path.parent / "ada.key").unlink()
     assert signer_state(ada).reason.startswith(f"signer key file {path.parent / 'ada.key'}")
+    assert "cannot be read" in signer_state(ada).reason
 
 
 def test_a_token_signer_with_a_wrong_pin_is_named(hsm_token, tmp_path, monkeypatch):
