@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceremony.errors import RefusedError, UsageError
+from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
 
 CONFIRMED = "checkpoint-confirmed"
+ANSWER_REFUSED = "checkpoint-answer-refused"
 CHALLENGE_WORDS = 2
 MAX_ATTEMPTS = 3
 
@@ -47,6 +48,8 @@ class Checkpoint:
     items: tuple[CheckpointItem, ...]
     head: str
     notes: tuple[str, ...] = field(default=())
+    # Values the witnesses compare as they are (a token serial, a key identifier, a clock).
+    facts: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def head_fingerprint(self) -> Fingerprint:
@@ -61,6 +64,7 @@ class Checkpoint:
         """The terminal form: each item as grouped hex, PGP words and a QR code."""
         rule = "=" * 78
         lines = [rule, f"CHECKPOINT after phase {self.title}", rule]
+        lines += [f"  {label}: {value}" for label, value in self.facts]
         for item in self.items:
             fp = item.fingerprint
             lines += [f"* {item.label}", f"    sha256  {fp.short}", f"    words   {fp.words}"]
@@ -79,7 +83,10 @@ class Checkpoint:
 
     def render_html(self) -> str:
         """The notebook form, with SVG QR codes."""
-        rows = []
+        rows = [
+            f"<tr><td><b>{html.escape(label)}</b></td><td>{html.escape(value)}</td></tr>"
+            for label, value in self.facts
+        ]
         for item in self.items:
             fp = item.fingerprint
             rows.append(
@@ -127,29 +134,70 @@ def ask_confirmation(
     witnesses: Sequence[str],
     required: int,
     ask: Callable[[str], str] = input,
+    refused: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> Confirmation:
-    """Ask the operator to type the challenge words, then who of the witnesses agreed."""
-    prompt = (
+    """Ask the operator to type the challenge words, then who of the witnesses agreed.
+
+    A wrong answer is handed to `refused` (for the transcript) and asked again; only the
+    MAX_ATTEMPTS-th wrong answer to the same question stops the run."""
+    words_prompt = (
         f"Witnesses: compare every value above with the HSM display or your notes.\n"
         f"When all agree, type the first {CHALLENGE_WORDS} words of the transcript head: "
     )
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        typed = " ".join(ask(prompt).split()).lower()
-        if typed == checkpoint.challenge.lower():
-            break
-        if attempt == MAX_ATTEMPTS:
-            raise RefusedError(
-                f"Checkpoint {checkpoint.title} was not confirmed: the words typed did not "
-                "match the transcript head three times.",
-                "Stop and compare the screen with the witnesses' notes; rerun to resume here.",
-            )
-        prompt = f"That is not it. Type the first {CHALLENGE_WORDS} words of the transcript head: "
-    names = parse_witnesses(
-        ask(f"Who confirmed? Names of the witnesses present ({', '.join(witnesses)}): "),
-        witnesses,
-        required,
+    typed = _ask_until_right(
+        "head-words", words_prompt, lambda answer: _check_words(checkpoint, answer), ask, refused
+    )
+    names_prompt = (
+        f"Who confirmed? Type the names of the witnesses who compared the values "
+        f"(the plan's witnesses: {', '.join(witnesses)}): "
+    )
+    names = _ask_until_right(
+        "witnesses", names_prompt, lambda a: parse_witnesses(a, witnesses, required), ask, refused
     )
     return Confirmation(names, automatic=False, typed=typed)
+
+
+def _check_words(checkpoint: Checkpoint, answer: str) -> str:
+    typed = " ".join(answer.split()).lower()
+    if typed != checkpoint.challenge.lower():
+        raise RefusedError(
+            "Those are not the first words of the transcript head.",
+            "Read them again from the screen.",
+        )
+    return typed
+
+
+def _ask_until_right(
+    question: str,
+    prompt: str,
+    check: Callable[[str], Any],
+    ask: Callable[[str], str],
+    refused: Callable[[dict[str, Any]], None],
+) -> Any:
+    """Ask `prompt` until `check` accepts the answer; every refused answer is reported."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            answer = ask(prompt)
+        except EOFError:
+            refused({"question": question, "answer": None, "reason": "the input ended"})
+            raise RefusedError(
+                "The checkpoint was not confirmed: the input ended before an answer.",
+                "Run the ceremony in a terminal; rerun to resume here.",
+            ) from None
+        try:
+            return check(answer)
+        except CeremonyError as exc:
+            reason = f"{exc.message} {exc.remedy}".strip()
+        refused({"question": question, "answer": answer, "reason": reason, "attempt": attempt})
+        if attempt == MAX_ATTEMPTS:
+            raise RefusedError(
+                f"The checkpoint was not confirmed: {MAX_ATTEMPTS} answers to {question!r} were "
+                f"refused, the last because: {reason}",
+                "Stop and compare the screen with the witnesses' notes; rerun to resume here.",
+            )
+        prompt = f"That is not it: {reason}\nAgain: {prompt.splitlines()[-1]}"
 
 
 def automatic_confirmation(witnesses: Sequence[str], required: int) -> Confirmation:
@@ -172,7 +220,8 @@ def parse_witnesses(answer: str, witnesses: Iterable[str], required: int) -> tup
             names.append(name)
     if len(names) < max(required, 1):
         raise RefusedError(
-            f"{len(names)} witness(es) confirmed; the plan requires {max(required, 1)}.",
-            "Bring the witnesses required by the plan before continuing; rerun to resume here.",
+            f"{len(names)} witness(es) named; the plan requires {max(required, 1)}.",
+            f"Type the names of the witnesses who compared the values, from: "
+            f"{', '.join(known.values())}.",
         )
     return tuple(names)

@@ -23,6 +23,7 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, Unicode, default
 
+from ceremony.kernel_launcher import launch_command
 from ceremony.pins import is_pin_variable
 
 # Neither Python nor IPython puts the working directory on sys.path: a kernel imports only what
@@ -105,6 +106,11 @@ class IpcKernelManager(AsyncKernelManager):
         self._connect_control_socket()
 
     start_kernel = _async_start_kernel
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The workbook's kernel launcher (no IOPub TCP listener) instead of the kernel spec's."""
+        connection = os.path.realpath(self.connection_file)
+        return [*launch_command(connection), *(extra_arguments or [])]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.

@@ -2,7 +2,8 @@
 
 Prepares fresh copies in a private folder every time, so the committed notebooks stay clean and
 nothing on the carried medium is ever opened; never writes a PIN into a notebook (the only
-parameters are the plan, the workspace and the mode).
+parameters are the plan, the workspace and the mode). The lab asks nothing of the internet (no
+news, no update check, no extension index).
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import sys
 from pathlib import Path
 
 from ceremony.errors import UsageError
-from ceremony.kernel import SAFE_IMPORTS
 from ceremony.runner import NOTEBOOKS, load_papermill
 
-READ_ONLY = 0o444
+# An air-gapped machine has no internet to ask: no news feed, update check or extension index.
+OFFLINE = (
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    "--LabApp.extension_manager=readonly",
+)
 
 
 def prepare_notebooks(plan: Path, workspace: Path, mode: str, folder: Path) -> Path:
@@ -40,21 +45,6 @@ def prepare_notebooks(plan: Path, workspace: Path, mode: str, folder: Path) -> P
     return folder
 
 
-def reading_copy(folder: Path) -> Path:
-    """Read-only copies of the workbook's notebooks in FOLDER (new), for reading them."""
-    folder.mkdir(mode=0o700)
-    for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        target = folder / source.name
-        shutil.copyfile(source, target)
-        target.chmod(READ_ONLY)
-    return folder
-
-
-def lab_environment() -> dict[str, str]:
-    """The lab's environment: its kernels import nothing from the folder they run in."""
-    return {**os.environ, **SAFE_IMPORTS}
-
-
 def lab_command(folder: Path, socket_dir: Path) -> list[str]:
     """The JupyterLab command line: notebooks in FOLDER, kernels over IPC rather than TCP.
 
@@ -71,6 +61,7 @@ def lab_command(folder: Path, socket_dir: Path) -> list[str]:
         f"--notebook-dir={folder}",
         "--KernelManager.transport=ipc",
         f"--KernelManager.ip={socket_dir / 'kernel'}",
+        *OFFLINE,
     ]
     if os.geteuid() == 0:
         command.append("--allow-root")

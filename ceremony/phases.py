@@ -41,7 +41,7 @@ PHASES: tuple[Phase, ...] = (
         "preflight",
         BOTH,
         "validate the plan; record tools, host, clock, HSM token and mechanisms; the roster",
-        ("preflight-<host>.json", "plan.toml", "people/"),
+        ("preflight.json", "plan.toml", "people/"),
     ),
     Phase(
         "01",
@@ -61,8 +61,9 @@ PHASES: tuple[Phase, ...] = (
         "03",
         "wrap",
         OFFLINE,
-        "wrap each key under the KEK (CKM_RSA_AES_KEY_WRAP) into a .byok package",
-        ("keys/<name>.byok",),
+        "wrap each key under the KEK (CKM_RSA_AES_KEY_WRAP) into a .byok package; each AES key "
+        "also wraps a challenge for phase 04",
+        ("keys/<name>.byok", "keys/<name>.challenge.json"),
     ),
     Phase(
         "04",
@@ -76,7 +77,7 @@ PHASES: tuple[Phase, ...] = (
         "evidence",
         EITHER,
         "seal the workspace: manifest, signatures by quorum, report, archive, verification",
-        ("evidence/", "<ceremony>.tar"),
+        ("evidence/", "archive.tar"),
     ),
 )
 BY_NUMBER = {p.number: p for p in PHASES}

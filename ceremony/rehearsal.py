@@ -1,12 +1,14 @@
 """rehearsal: a whole ceremony on one machine — SoftHSM2, the local vault, a sample plan, drills.
 
 Sets up throwaway tokens and a local Managed HSM in the output directory, runs all six phases with
-automatic (and so marked) confirmations, and verifies the archive. PINs live only in memory and in
-the kernels' environment: they are never written to any file.
+automatic (and so marked) confirmations, and verifies the archive. PINs it generates for the
+throwaway tokens are kept in one 0600 file beside the workspace (never in it, so never sealed), so
+that any rehearsal can be resumed; PINs given in the environment are never written anywhere.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -20,6 +22,7 @@ from typing import Any, NoReturn, TextIO
 
 from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.files import write_new
 from ceremony.phases import PHASES, Phase
 from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.workspace import Workspace
@@ -27,12 +30,14 @@ from ceremony.workspace import Workspace
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HSM_TOKEN = "byok-rehearsal"
 KEK_NAME = "byok-kek"
+PIN_FILE = "rehearsal-pins.json"  # beside the workspace: generated PINs of the throwaway tokens
 PEOPLE = (
     ("ada", "administrator"),
     ("carol", "custodian"),
     ("chen", "custodian"),
     ("wanda", "witness"),
 )
+FILE_SIGNER = "chen"  # signs with a key file beside the plan, as chen in the example plan does
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,6 @@ class RehearsalResult:
     verified: bool
 
 
-def _pin(variable: str) -> str:
-    """From the environment when set, else random; either way kept in memory only."""
-    return os.environ.get(variable) or secrets.token_hex(12)
-
-
 def person_variable(name: str) -> str:
     return "CEREMONY_PIN_" + name.upper()
 
@@ -142,10 +142,23 @@ def _tamper(ws: Workspace, name: str) -> None:
     path.write_bytes(bytes(data))
 
 
-def _new_pins(chosen: Drill | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Every PIN of the rehearsal, and those the kernels get (the drill's absent signer's not)."""
-    pins = {USER_PIN: _pin(USER_PIN), SO_PIN: _pin(SO_PIN)}
-    pins |= {person_variable(n): _pin(person_variable(n)) for n, _ in PEOPLE}
+def _pin_variables() -> list[str]:
+    return [USER_PIN, SO_PIN, *(person_variable(n) for n, _ in PEOPLE)]
+
+
+def _new_pins(root: Path, chosen: Drill | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Every PIN of the rehearsal, and those the kernels get (the drill's absent signer's not).
+
+    A PIN not given in the environment is generated and kept in PIN_FILE (0600, outside the
+    workspace), so that `--resume` can carry on with the same tokens."""
+    pins, generated = {}, {}
+    for variable in _pin_variables():
+        pins[variable] = os.environ.get(variable) or generated.setdefault(
+            variable, secrets.token_hex(12)
+        )
+    if generated:
+        text = json.dumps(generated, indent=2) + "\n"
+        write_new(root / PIN_FILE, text.encode(), mode=0o600)
     absent = person_variable(chosen.absent_signer) if chosen and chosen.absent_signer else None
     return pins, {k: v for k, v in pins.items() if k != absent}
 
@@ -157,7 +170,7 @@ def _provision(
     whether the keys' token has the native CKM_RSA_AES_KEY_WRAP that wrap-with-trusted needs."""
     from ceremony.hsm import open_session
     from ceremony.hsm.module import load_module
-    from ceremony.signers import create_token_signing_key
+    from ceremony.signers import create_file_signing_key, create_token_signing_key
 
     softhsm.activate()
     load_module(softhsm.module_path)  # tokens are then made in this process, not in children
@@ -168,30 +181,39 @@ def _provision(
     (root / "people").mkdir(mode=0o700)
     for name, role in PEOPLE:
         pin = pins[person_variable(name)]
-        softhsm.create_token(name, pin)
-        reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
+        if name == FILE_SIGNER:  # its PIN is the key file's passphrase
+            _, public_pem = create_file_signing_key(root / "people" / f"{name}.key", pin)
+            reference = f"file:people/{name}.key"  # relative to the plan, as a plan writes it
+        else:
+            softhsm.create_token(name, pin)
+            reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
         (root / "people" / f"{name}.pub.pem").write_text(public_pem)
         person = {"name": name, "role": role, "public_key": f"people/{name}.pub.pem"}
         people.append({**person, "signer": reference})
-    names = ", ".join(n for n, _ in PEOPLE)
-    say(f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}")
+    names = ", ".join(n for n, _ in PEOPLE if n != FILE_SIGNER)
+    say(
+        f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}; "
+        f"{FILE_SIGNER} signs with a passphrase-protected key file"
+    )
     return people, native
 
 
 def _resumed_environment(root: Path) -> dict[str, str]:
-    """A resumed rehearsal needs the PINs of the first run, which only the environment can hold."""
-
+    """The PINs of the first run: from the environment, else from the rehearsal's PIN_FILE."""
     if not (root / "plan.toml").exists():
         raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
-    variables = [USER_PIN, SO_PIN, *(person_variable(n) for n, _ in PEOPLE)]
-    missing = [v for v in variables if not os.environ.get(v)]
+    kept: dict[str, str] = {}
+    if (root / PIN_FILE).exists():
+        kept = json.loads((root / PIN_FILE).read_text(encoding="utf-8"))
+    pins = {v: os.environ.get(v) or kept.get(v, "") for v in _pin_variables()}
+    missing = [v for v, pin in pins.items() if not pin]
     if missing:
         raise UsageError(
-            f"Cannot resume: {', '.join(missing)} not set, and random PINs are never stored.",
-            "Resume only rehearsals started with CEREMONY_PIN, CEREMONY_SO_PIN and "
-            "CEREMONY_PIN_<NAME> set.",
+            f"Cannot resume: {', '.join(missing)} not set, and {root / PIN_FILE} does not hold "
+            "them (PINs given in the environment are never stored).",
+            "Set them as they were when the rehearsal started, then resume.",
         )
-    return {v: os.environ[v] for v in variables}
+    return pins
 
 
 def rehearse(
@@ -204,7 +226,7 @@ def rehearse(
 ) -> RehearsalResult:
     """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must.
 
-    `resume` continues a rehearsal that was interrupted (its PINs must be in the environment).
+    `resume` continues a rehearsal that was interrupted, with the PINs of its first run.
     `module` is the SoftHSM2 module to rehearse on (default: the installed one)."""
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
@@ -231,7 +253,7 @@ def rehearse(
     if resume:
         pins = kernel_pins = _resumed_environment(root)
     else:
-        pins, kernel_pins = _new_pins(chosen)
+        pins, kernel_pins = _new_pins(root, chosen)
         (root / "workspace").mkdir(mode=0o700)
     softhsm = SoftHsm(root / "softhsm", module)
     env = {**softhsm.environ(), **kernel_pins}

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from ceremony import carried, errors
 from ceremony.airgap import check_side
 from ceremony.checkpoint import (
+    ANSWER_REFUSED,
     CONFIRMED,
     Checkpoint,
     CheckpointItem,
@@ -75,11 +76,24 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run did: the phases it ran and the ones it found complete already."""
+    """What a run did: the phases it ran, the checkpoints it had confirmed (of phases run now or
+    completed before), and the phases it found complete and confirmed already."""
 
     ran: tuple[str, ...]
     skipped: tuple[str, ...]
     workspace: Path
+    confirmed: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line for the operator: what this run did, then what it left alone."""
+        done = [f"ran phase(s) {', '.join(self.ran)}"] if self.ran else []
+        earlier = [p for p in self.confirmed if p not in self.ran]
+        if earlier:
+            done.append(f"confirmed the checkpoint of phase(s) {', '.join(earlier)}")
+        text = "; ".join(done) or "nothing new"
+        if self.skipped:
+            text += f"; already complete and confirmed: {', '.join(self.skipped)}"
+        return f"Done: {text}. Workspace: {self.workspace}"
 
 
 def phase_status(ws: Workspace) -> dict[str, PhaseStatus]:
@@ -100,8 +114,14 @@ def checkpoint_of(phase: Phase, completion: Any) -> Checkpoint:
     """The checkpoint a phase-completed event describes, committed to by that event's hash."""
     data = completion.data or {}
     items = tuple(CheckpointItem.from_dict(i) for i in data.get("checkpoint", []))
+    facts = tuple((str(label), str(value)) for label, value in data.get("facts", []))
     return Checkpoint(
-        phase.number, phase.title, items, completion.line_sha256, tuple(data.get("notes", []))
+        phase.number,
+        phase.title,
+        items,
+        completion.line_sha256,
+        tuple(data.get("notes", [])),
+        facts,
     )
 
 
@@ -140,6 +160,7 @@ class Runner:
         self._renders: list[tuple[Phase, str, Future]] = []
         self._private = Path()
         self._received = False  # the paper record was matched in this run
+        self._confirmed: list[str] = []  # checkpoints confirmed by this run
 
     @property
     def mode(self) -> str:
@@ -149,7 +170,9 @@ class Runner:
         print(text, file=self.out, flush=True)
 
     def run(self) -> RunReport:
-        ran, skipped = [], []
+        ran: list[str] = []
+        skipped: list[str] = []
+        self._confirmed.clear()
         selected = list(select(self.options.phases))
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
@@ -172,7 +195,7 @@ class Runner:
             POOL.close()
             self._finish_renders()
             shutil.rmtree(self._private, ignore_errors=True)
-        return RunReport(tuple(ran), tuple(skipped), self.ws.root)
+        return RunReport(tuple(ran), tuple(skipped), self.ws.root, tuple(self._confirmed))
 
     def receive(self, phase: Phase) -> None:
         """The workspace may have crossed the air gap since the last checkpoint: before this
@@ -364,9 +387,16 @@ class Runner:
                 f"Confirmed automatically (rehearsal) for {', '.join(confirmation.witnesses)}."
             )
         else:
-            confirmation = ask_confirmation(checkpoint, witnesses, required, self.options.ask)
+            confirmation = ask_confirmation(
+                checkpoint,
+                witnesses,
+                required,
+                self.options.ask,
+                lambda answer: self._record(phase, ANSWER_REFUSED, answer),
+            )
             self.say(f"Confirmed by {', '.join(confirmation.witnesses)}.")
         self._record(phase, CONFIRMED, confirmation.to_dict(checkpoint))
+        self._confirmed.append(phase.number)
 
 
 class NotebookFailed(Exception):

@@ -72,13 +72,16 @@ def parse_reference(text: str) -> SignerRef:
     )
 
 
-def load_signer(person: Person) -> Signer:
-    """A signer for `person`'s key; asks for the PIN or passphrase only when it is needed."""
+def load_signer(person: Person, key_file: Path | None = None) -> Signer:
+    """A signer for `person`'s key; asks for the PIN or passphrase only when it is needed.
+
+    `key_file` is a `file:` reference's path resolved by the caller (the plan resolves it against
+    its own folder); without it the path is taken as written."""
     if not person.signer:
         raise PlanError(f"{person.name} has no signer reference.", "Add one to the plan.")
     ref = parse_reference(person.signer)
     if ref.kind == "file":
-        return _file_signer(person, Path(ref.path))
+        return _file_signer(person, key_file or Path(ref.path))
     return _token_signer(person, ref)
 
 

@@ -346,7 +346,39 @@ def test_hsm_info_lists_tokens_and_describes_one(hsm_token, monkeypatch, capsys)
     )
     out = capsys.readouterr().out
     assert "self-test: CKM_AES_KEY_WRAP_PAD: zero-pad-before-rfc5649" in out
-    assert "self-test: chosen CKM_AES_KEY_WRAP_PAD, NOT conformant" in out
+    assert "self-test: chosen CKM_AES_KEY_WRAP_PAD; wrap self-test: CKM_AES_KEY_WRAP_PAD" in out
+    assert "NOT conformant (zero-pad-before-rfc5649)" in out
+
+
+@pytest.mark.parametrize("which", [[], ["--token", "LABEL"], ["--token", "LABEL", "--self-test"]])
+def test_hsm_info_json_carries_everything_its_text_shows(hsm_token, monkeypatch, capsys, which):
+    """Each fact of the text form (tokens, mechanisms, self-test verdict) is in the JSON form."""
+    monkeypatch.setenv("CEREMONY_PIN", hsm_token.pin)
+    args = ["hsm", "info", "--module", hsm_token.module_path]
+    args += [hsm_token.label if a == "LABEL" else a for a in which]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    tokens = {t["label"]: t for t in record["tokens"]}
+    token_lines = [line for line in text.splitlines() if line.startswith("token: ")]
+    assert len(token_lines) == len(tokens) >= 1
+    for line in token_lines:
+        label = line.split("'")[1]
+        assert f"serial {tokens[label]['serial']}" in line
+        assert f"firmware {tokens[label]['firmware_version']}" in line
+    if "--token" in which:
+        assert record["token"] == tokens[hsm_token.label]
+    mechanisms = " ".join(line.strip() for line in text.splitlines() if "CKM_" in line)
+    for mechanism in record["mechanisms"]:
+        assert mechanism["name"] in mechanisms
+    chosen = [line for line in text.splitlines() if line.startswith("self-test: chosen")]
+    if "--self-test" in which:
+        test = record["self_test"]
+        assert chosen == [f"self-test: chosen {test['mechanism']}; {test['verdict']}"]
+        assert "conformant" in test["verdict"]
+    else:
+        assert chosen == [] and "self_test" not in record
 
 
 def test_hsm_info_unknown_module_in_a_subprocess(hsm_token):

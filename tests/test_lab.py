@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -16,6 +19,8 @@ import nbformat
 import pytest
 
 from ceremony.lab import lab_command, prepare_notebooks
+from ceremony.runner import NOTEBOOKS
+from tests.listeners import listeners, process_tree
 
 
 def _injected_source(notebook: Path) -> str:
@@ -61,14 +66,21 @@ def test_lab_opens_only_fresh_copies_never_what_the_workspace_holds(tmp_path, mo
     planted.write_text('{"planted": true}')
     seen: dict = {}
 
-    def fake_call(command, env):
-        folder = Path(next(a for a in command if a.startswith("--notebook-dir=")).split("=", 1)[1])
-        seen["folder"], seen["env"] = folder, env
-        seen["names"] = sorted(p.name for p in folder.iterdir())
-        seen["planted"] = any("planted" in p.read_text() for p in folder.iterdir())
-        return 0
+    class FakeLab:  # stands in for JupyterLab: looks at what it was given, then exits
+        pid = os.getpid()
 
-    monkeypatch.setattr("ceremony.cli.workbook_commands.subprocess.call", fake_call)
+        def __init__(self, command, env, **_):
+            folder = next(a for a in command if a.startswith("--notebook-dir="))
+            folder = Path(folder.split("=", 1)[1])
+            seen["folder"], seen["env"] = folder, env
+            seen["names"] = sorted(p.name for p in folder.iterdir())
+            seen["planted"] = any("planted" in p.read_text() for p in folder.iterdir())
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr("ceremony.lab_session.subprocess.Popen", FakeLab)
+    monkeypatch.setattr("ceremony.lab_session._stop_tree", lambda server: None)
     for _ in range(2):
         assert main(["lab", str(plan), "--workspace", str(workspace), "--rehearsal"]) == 0
         assert workspace not in seen["folder"].parents
@@ -76,21 +88,6 @@ def test_lab_opens_only_fresh_copies_never_what_the_workspace_holds(tmp_path, mo
         assert seen["env"]["PYTHONSAFEPATH"] == "1"
         assert not seen["folder"].exists()
     assert planted.read_text() == '{"planted": true}'
-
-
-def test_bare_lab_opens_read_only_copies(tmp_path, monkeypatch):
-    from ceremony.cli import main
-
-    modes: list[int] = []
-
-    def fake_call(command, env):
-        folder = Path(next(a for a in command if a.startswith("--notebook-dir=")).split("=", 1)[1])
-        modes.extend(p.stat().st_mode & 0o777 for p in folder.iterdir())
-        return 0
-
-    monkeypatch.setattr("ceremony.cli.workbook_commands.subprocess.call", fake_call)
-    assert main(["lab"]) == 0
-    assert modes == [0o444] * 6
 
 
 def test_prepare_refuses_a_missing_plan(tmp_path: Path) -> None:
@@ -114,6 +111,29 @@ def _request(url: str, method: str = "GET") -> dict:
         return json.loads(response.read())
 
 
+def _wait_until_serving(status_url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    """Until JupyterLab answers; fails with its last output if it ends first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _request(status_url)
+            return
+        except OSError:
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, f"JupyterLab did not start in {seconds} s"
+            time.sleep(0.5)
+
+
+def _wait_for_socket(folder: Path, seconds: float = 60, count: int = 1) -> None:
+    """Until the kernel has made `count` Unix sockets in FOLDER."""
+    deadline = time.monotonic() + seconds
+    while sum(p.is_socket() for p in folder.iterdir()) < count:
+        assert time.monotonic() < deadline, (
+            f"the kernel made no {count} Unix sockets in {seconds} s"
+        )
+        time.sleep(0.5)
+
+
 def test_jupyterlab_starts_kernels_over_ipc(tmp_path: Path) -> None:
     port, token = _free_port(), "lab-test-token"
     runtime = tmp_path / "runtime"
@@ -129,24 +149,86 @@ def test_jupyterlab_starts_kernels_over_ipc(tmp_path: Path) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _request(f"{base}/status?token={token}")
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "JupyterLab did not start in 60 s"
-                time.sleep(0.5)
+        _wait_until_serving(f"{base}/status?token={token}", server)
         kernel = _request(f"{base}/kernels?token={token}", method="POST")
         connection = json.loads((runtime / f"kernel-{kernel['id']}.json").read_text())
         assert connection["transport"] == "ipc"
         assert connection["ip"] == str(sockets / "kernel")
-        deadline = time.monotonic() + 60
-        while not any(p.is_socket() for p in sockets.iterdir()):
-            assert time.monotonic() < deadline, "the kernel made no Unix socket in 60 s"
-            time.sleep(0.5)
+        _wait_for_socket(sockets)
     finally:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not merely a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, signum):
+    """`ceremony lab`, stopped by kill or a closed terminal: JupyterLab, its kernel and the
+    private folder are gone; it opened a read-only copy, with news and update checks off."""
+    port, token = _free_port(), "lab-signal-token"
+    config, runtime = tmp_path / "config", tmp_path / "runtime"
+    config.mkdir()
+    (config / "jupyter_server_config.json").write_text(json.dumps({
+        "ServerApp": {"port": port, "ip": "127.0.0.1", "open_browser": False},
+        "IdentityProvider": {"token": token},
+    }))  # fmt: skip
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime)}
+    checkout = {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")}
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "lab"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    tree: set[int] = set()
+    try:
+        _wait_until_serving(f"{base}/api/status?token={token}", lab)
+        tree |= process_tree(lab.pid)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{base}/lab?token={token}", timeout=10) as response:
+            page = response.read().decode()
+        found = re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.DOTALL)
+        page_config = json.loads(found.group(1))
+        assert page_config["news"] == {"disabled": True}  # so it never asks about news
+        assert _request(f"{base}/lab/api/update?token={token}") == {"notification": None}
+        listing = _request(f"{base}/api/contents?token={token}")
+        assert sorted(c["name"] for c in listing["content"]) == sorted(checkout)
+        kernel = _request(f"{base}/api/kernels?token={token}", method="POST")
+        connection = json.loads((runtime / f"kernel-{kernel['id']}.json").read_text())
+        private = Path(connection["ip"]).parent
+        assert private.name.startswith("ceremony-lab-")
+        copy = private / "notebooks"
+        assert sorted(p.name for p in copy.iterdir()) == sorted(checkout)
+        assert all(p.stat().st_mode & 0o777 == 0o400 for p in copy.iterdir())  # read-only
+        # All five of its sockets: the kernel is past the point where it would open the pipe.
+        _wait_for_socket(private, count=5)
+        tree |= process_tree(lab.pid)
+        assert len(tree) >= 3  # ceremony lab, JupyterLab, the kernel
+        # The one TCP listener is JupyterLab's own page; its kernel opened none.
+        assert {port for _, port in listeners(tree)} == {port}
+        os.kill(lab.pid, signum)
+        assert lab.wait(timeout=60) == 128 + signum
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in tree if _alive(pid)] == []
+        assert not private.exists()
+        with pytest.raises(OSError):
+            _request(f"{base}/api/status?token={token}")
+        assert {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")} == checkout
+    finally:  # whatever failed, nothing of this test keeps running
+        for pid in tree | process_tree(lab.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        lab.wait()

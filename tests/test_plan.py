@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony.errors import PlanError
 from ceremony.plan import load_plan, parse_plan
+from ceremony.plan_problems import PlanProblems
 
 ROOT = Path(__file__).resolve().parents[1]
 FINGERPRINT = "ab" * 32
@@ -158,16 +159,20 @@ def test_fingerprint_accepts_grouped_hex(plan_dir):
         ('role = "witness"', 'role = "observer"', ["people[2]", "role"]),
         ('public_key = "ada.pem"', 'public_key = "private.pem"', ["people[0]", "private key"]),
         ('public_key = "ada.pem"', 'public_key = "policy.json"', ["people[0]", "PEM"]),
-        ('public_key = "ada.pem"', 'public_key = "missing.pem"', ["people[0]", "cannot read"]),
+        (
+            'public_key = "ada.pem"',
+            'public_key = "missing.pem"',
+            ["people[0].public_key", "missing.pem", "cannot be read"],
+        ),
         ('name = "carol"', 'name = "ada"', ["twice"]),
-        ('signer = "file:ada.key"', 'signer = "ada@hsm"', ["people[0] (ada).signer"]),
+        ('signer = "file:ada.key"', 'signer = "ada@hsm"', ["people[0].signer", "'ada@hsm'"]),
         ('name = "carol"', 'name = "Carol Smith"', ["people[1].name"]),
         ("custodian = 1", "custodian = 2", ["quorum.custodian", "lists 1"]),
         ("witness = 1", "witness = 1\nnotary = 1", ["quorum.notary"]),
         ("custodian = 1\nwitness = 1", "", ["quorum requires nobody"]),
         ('role = "witness"', 'role = "auditor"', ["no witness"]),
         ('role = "administrator"', 'role = "auditor"', ["no administrator"]),
-        ("[quorum]", "[quorum]\n[extra]", ["plan.extra"]),
+        ("[quorum]", "[quorum]\n[extra]", ["field extra is not a known field"]),
         ("[ceremony]", "[ceremony", ["not valid TOML"]),
     ],
 )
@@ -253,3 +258,39 @@ def test_documented_example_is_a_valid_plan(plan_dir, tmp_path):
     plan = load_plan(tmp_path / "plan.toml")
     assert {k.spec.family for k in plan.keys} == {"RSA", "EC", "AES"}
     assert plan.quorum == {"administrator": 1, "custodian": 2, "witness": 1}
+
+
+def test_one_plan_check_names_three_independent_mistakes(plan_dir):
+    """Three typos in three sections: one `ceremony plan check` names them all."""
+    from tests.workbook_support import ceremony
+
+    text = (
+        GOOD.replace("size = 3072", 'size = "3072"')
+        .replace('token = "byok"', 'token = "byok"\nslot = 0')
+        .replace('role = "witness"', 'role = "witnes"')
+    )
+    (plan_dir / "three.toml").write_text(text)
+    done = ceremony("plan", "check", str(plan_dir / "three.toml"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].endswith("three.toml has 3 problems:")
+    assert lines[1:4] == [
+        "  - Plan field hsm.slot is not a known field. Remove or correct 'slot'.",
+        "  - Plan field keys[0].size must be int, not str. Fix its type.",
+        "  - Plan field people[2].role is 'witnes'. "
+        "Use one of administrator, custodian, witness, auditor.",
+    ]
+    assert lines[4] == "Correct each one, then check the plan again."
+
+
+def test_plan_problems_come_with_their_places_in_one_error(plan_dir):
+    text = GOOD.replace('flavour = "managed-hsm"', 'flavor = "managed-hsm"').replace(
+        "[hsm]", '[hsm]\nso_pin = "1"'
+    )
+    with pytest.raises(PlanProblems) as info:
+        parse(text, plan_dir)
+    assert [(p.where, p.text) for p in info.value.problems] == [
+        ("hsm.so_pin", "looks like a secret"),
+        ("vault.flavour", "is missing"),
+        ("vault.flavor", "is not a known field"),
+    ]

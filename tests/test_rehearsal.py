@@ -156,3 +156,67 @@ def test_drill_stops_at_its_checkpoint(drills, name):
     completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
     assert completed == PHASE_NUMBERS[: PHASE_NUMBERS.index(drill.stops_at)]
     assert not (workspace / "archive.tar").exists()
+
+
+def test_each_checkpoint_shows_every_value_its_notebook_asks_to_compare(rehearsal):
+    """Every term the checkpoint text sets in bold is a value the checkpoint itself displays."""
+    import re
+
+    import nbformat
+
+    from ceremony.phases import PHASES
+    from ceremony.runner import checkpoint_of
+    from ceremony.transcript import Transcript
+
+    sealed, after = rehearsal.workspace / "transcript.jsonl", rehearsal.workspace / ".after-seal"
+    found = Transcript(sealed).events() + Transcript(after / "transcript.jsonl").events()
+    completed = {e.phase: e for e in found if e.action == "phase-completed"}
+    for phase in PHASES:
+        notebook = nbformat.read(ROOT / "notebooks" / phase.notebook, as_version=4)
+        (text,) = [
+            c.source
+            for c in notebook.cells
+            if c.cell_type == "markdown" and c.source.startswith("## Checkpoint")
+        ]
+        # The bulleted list: what the witnesses compare, each bullet naming its values in bold.
+        bullets = re.findall(r"^- .*(?:\n  .*)*", text, flags=re.MULTILINE)
+        assert bullets and all("**" in b for b in bullets), phase.notebook
+        shown = checkpoint_of(phase, completed[phase.number]).render_text(qr=False).lower()
+        for term in re.findall(r"\*\*(.+?)\*\*", "\n".join(bullets)):
+            assert term.strip("`").lower() in shown, f"{phase.notebook}: {term!r} is not shown"
+
+
+def test_rehearsal_opens_no_tcp_listener_but_the_local_vault(rehearsal):
+    """The kernels run on IPC sockets only: no IOPub pipe or other TCP listener of theirs."""
+    from urllib.parse import urlsplit
+
+    from ceremony.plan import load_plan
+
+    vault_port = urlsplit(load_plan(rehearsal.root / "plan.toml").vault.url).port
+    assert (rehearsal.pid, vault_port) in rehearsal.listened  # the watcher did see sockets
+    assert {port for _, port in rehearsal.listened} == {vault_port}
+    assert {pid for pid, _ in rehearsal.listened} == {rehearsal.pid}
+
+
+def test_preflight_and_report_list_the_token_they_describe(rehearsal):
+    """The evidence names the HSM token it described in its token list, never an empty one."""
+    preflight = json.loads((rehearsal.workspace / "preflight.json").read_text())
+    hsm = preflight["hsm"]
+    assert hsm["token"]["label"] == "byok-rehearsal"
+    assert hsm["tokens"] == [hsm["token"]]
+    assert "verdict" in preflight["self_test"]
+    report = (rehearsal.workspace / "evidence" / "report.html").read_text()
+    assert "<th>HSM tokens</th><td>[]</td>" not in report
+    assert "byok-rehearsal" in report
+
+
+def test_a_key_file_signer_beside_the_plan_signs_from_the_kernel(rehearsal):
+    """chen's signer is `file:people/chen.key`, relative to the plan; the phase 05 kernel, working
+    in the workspace, still finds it, and chen's signature counts for the quorum."""
+    plan = (rehearsal.root / "plan.toml").read_text()
+    assert 'signer = "file:people/chen.key"' in plan
+    assert (rehearsal.root / "people" / "chen.key").stat().st_mode & 0o777 == 0o600
+    assert not (rehearsal.workspace / "people" / "chen.key").exists()
+    (sealing,) = [e for e in events(rehearsal.workspace) if e["action"] == "sealing"]
+    assert sealing["data"] == {"signers": ["ada", "carol", "chen", "wanda"], "absent": {}}
+    assert "chen" in verify_path(rehearsal.archive).signed_by

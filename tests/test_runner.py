@@ -13,8 +13,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from ceremony.airgap import check_side, network_signs, reachable
 from ceremony.checkpoint import (
@@ -24,9 +22,12 @@ from ceremony.checkpoint import (
     automatic_confirmation,
 )
 from ceremony.errors import RefusedError, UsageError
+from ceremony.evidence.secrets import scan_archive
 from ceremony.phases import phase, select
 from ceremony.plan import load_plan
+from ceremony.rehearsal import PIN_FILE
 from ceremony.runner import Runner, RunOptions, execute_notebook, phase_status
+from ceremony.signers import create_file_signing_key
 from ceremony.steps import begin
 from ceremony.workspace import Workspace
 from tests.workbook_support import PINS, ceremony, clean_env, events, killed_rehearsal
@@ -73,15 +74,12 @@ witness = 1
 
 
 def write_plan(folder: Path, name: str = "plan.toml", **values: str) -> Path:
-    """A small valid plan; by default its HSM module is absent (an online machine)."""
+    """A small valid plan, its signing key files beside it; by default its HSM module is absent
+    (an online machine)."""
     for person in ("ada", "wanda"):
         if not (folder / f"{person}.pem").exists():
-            key = ec.generate_private_key(ec.SECP256R1()).public_key()
-            (folder / f"{person}.pem").write_bytes(
-                key.public_bytes(
-                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            )
+            _, public = create_file_signing_key(folder / f"{person}.key")
+            (folder / f"{person}.pem").write_text(public)
     fields = {"id": "runner-test", "fp": "cd" * 32, "module": "/nonexistent/p11.so", "token": "t"}
     path = folder / name
     path.write_text(PLAN.format(**{**fields, **values}))
@@ -108,19 +106,65 @@ def checkpoint() -> Checkpoint:
 
 def test_confirmation_needs_the_head_words_and_a_plan_witness():
     cp = checkpoint()
-    answers = iter(["wrong words", cp.challenge.upper(), "Wanda"])
-    confirmation = ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
+    refused = []
+    answers = iter(["wrong words", cp.challenge.upper(), "", "mallory", "Wanda"])
+    confirmation = ask_confirmation(
+        cp, ["wanda"], 1, ask=lambda _: next(answers), refused=refused.append
+    )
     assert confirmation.witnesses == ("wanda",) and not confirmation.automatic
     assert confirmation.to_dict(cp)["confirmed_head"] == cp.head
-    with pytest.raises(RefusedError, match="three times"):
+    # Every mistaken answer was asked again and handed over for the transcript.
+    assert [(r["question"], r["answer"]) for r in refused] == [
+        ("head-words", "wrong words"),
+        ("witnesses", ""),
+        ("witnesses", "mallory"),
+    ]
+    assert "requires 1" in refused[1]["reason"] and "not a witness" in refused[2]["reason"]
+    with pytest.raises(RefusedError, match="3 answers to 'head-words'"):
         ask_confirmation(cp, ["wanda"], 1, ask=lambda _: "nope")
-    answers = iter([cp.challenge, "mallory"])
-    with pytest.raises(UsageError, match="not a witness"):
-        ask_confirmation(cp, ["wanda"], 1, ask=lambda _: next(answers))
-    answers = iter([cp.challenge, "wanda"])
-    with pytest.raises(RefusedError, match="requires 2"):
+    answers = iter([cp.challenge, "mallory", "walt", ""])
+    with pytest.raises(RefusedError, match=r"3 answers to 'witnesses'.*requires 2"):
         ask_confirmation(cp, ["wanda", "walt"], 2, ask=lambda _: next(answers))
+
+    def closed(_: str) -> str:
+        raise EOFError
+
+    with pytest.raises(RefusedError, match="input ended"):
+        ask_confirmation(cp, ["wanda"], 1, ask=closed)
     assert automatic_confirmation(["wanda", "walt"], 1).automatic
+
+
+def test_runner_asks_again_records_refusals_and_says_what_it_confirmed(tmp_path):
+    """A mistaken answer costs nothing: it is in the transcript, and the next answer counts."""
+    plan = write_plan(tmp_path)
+    holder: list[Runner] = []
+
+    def head_words() -> str:
+        completion = phase_status(holder[0].ws)["00"].completion
+        return Checkpoint("00", "00", (), completion.line_sha256).challenge
+
+    answers = iter([lambda: "wrong words"] * 3)
+    options = RunOptions(phases="00", rehearsal=True, qr=False, ask=lambda _: next(answers)())
+    holder.append(Runner(plan, tmp_path / "ws", options, out=io.StringIO()))
+    with pytest.raises(RefusedError, match="not confirmed"):
+        holder[0].run()
+    assert not phase_status(holder[0].ws)["00"].confirmed
+    answers = iter([head_words, lambda: "", lambda: "mallory", lambda: "wanda"])
+    holder[0] = Runner(plan, tmp_path / "ws", options, out=io.StringIO())
+    report = holder[0].run()
+    assert phase_status(holder[0].ws)["00"].confirmed
+    refusals = [e.data for e in holder[0].ws.events() if e.action == "checkpoint-answer-refused"]
+    wrong_words = [("head-words", "wrong words")] * 3
+    assert [(r["question"], r["answer"]) for r in refusals] == [
+        *wrong_words,
+        ("witnesses", ""),
+        ("witnesses", "mallory"),
+    ]
+    # The run confirmed a checkpoint of a phase completed before: the summary says so.
+    assert report.ran == () and report.confirmed == ("00",)
+    assert report.summary().startswith("Done: confirmed the checkpoint of phase(s) 00.")
+    again = Runner(plan, tmp_path / "ws", options, out=io.StringIO()).run()
+    assert again.summary().startswith("Done: nothing new; already complete and confirmed: 00.")
 
 
 def test_checkpoint_text_shows_hex_words_and_qr():
@@ -297,13 +341,13 @@ def test_kernel_talks_over_ipc_sockets_and_gets_pins_only_explicitly(tmp_path, m
 # -- resume after a killed run ---------------------------------------------------------------------
 
 
-def token_labels(root: Path) -> list[str]:
+def token_labels(root: Path, pin: str) -> list[str]:
     """Object labels on the rehearsal HSM token, listed by OpenSC's pkcs11-tool."""
     from ceremony.softhsm import find_module
 
     done = subprocess.run(
         ["pkcs11-tool", "--module", find_module(), "--token-label", "byok-rehearsal", "--login",
-         "--pin", PINS["CEREMONY_PIN"], "--list-objects"],
+         "--pin", pin, "--list-objects"],
         env={**os.environ, "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf")},
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -324,16 +368,30 @@ def vault_versions(root: Path) -> dict[str, int]:
         return {n: len(list(client.list_properties_of_key_versions(n))) for n in names}
 
 
-@pytest.mark.parametrize("kill_at", ["key-generated", "key-wrapped", "key-imported"])
-def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
+@pytest.mark.parametrize(
+    ("kill_at", "given_pins"),
+    [("key-generated", PINS), ("key-wrapped", PINS), ("key-imported", {})],
+)
+def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at, given_pins):
+    """Resumed with the PINs set in the environment, or with those the rehearsal generated."""
     root = tmp_path / "r"
-    killed_rehearsal(root, kill_at)
+    killed_rehearsal(root, kill_at, pins=given_pins)
     assert not (root / "workspace" / "archive.tar").exists()
-    resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**PINS))
+    pin_file = root / PIN_FILE
+    if given_pins:
+        assert not pin_file.exists()  # PINs from the environment are never stored
+        pins = given_pins
+    else:
+        assert pin_file.stat().st_mode & 0o777 == 0o600
+        pins = json.loads(pin_file.read_text())
+        assert sorted(pins) == sorted(PINS)
+    resumed = ceremony("rehearse", "--out", str(root), "--resume", env=clean_env(**given_pins))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Rehearsal complete and verified." in resumed.stdout
+    archive = root / "workspace" / "archive.tar"
+    assert scan_archive(archive, list(pins.values())) == []  # the kept PINs are never sealed
     keys = ["rehearsal-aes", "rehearsal-ec", "rehearsal-ec", "rehearsal-rsa", "rehearsal-rsa"]
-    assert token_labels(root) == keys  # private+public for RSA and EC, one AES secret key
+    assert token_labels(root, pins["CEREMONY_PIN"]) == keys  # RSA and EC pairs, one AES key
     versions = vault_versions(root)
     assert versions == {"byok-kek": 1, "rehearsal-aes": 1, "rehearsal-ec": 1, "rehearsal-rsa": 1}
     found = events(root / "workspace")
@@ -359,4 +417,5 @@ def test_killed_run_resumes_without_a_second_key_or_import(tmp_path, kill_at):
 def test_resume_needs_the_pins_of_the_first_run(tmp_path):
     (tmp_path / "plan.toml").write_text("")
     done = ceremony("rehearse", "--out", str(tmp_path), "--resume")
-    assert done.returncode == 2 and "random PINs are never stored" in done.stderr
+    assert done.returncode == 2 and f"{tmp_path / PIN_FILE} does not hold them" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -423,6 +423,27 @@ def test_existing_name_needs_new_version(
     assert len(versions(kv, "twice")) == 2
 
 
+def test_new_version_beside_an_earlier_import_gets_its_own_record(
+    capsys: pytest.CaptureFixture[str], kv_dir: Path, kv: VaultConnection, kek_files: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Both packages in one folder: the second import's default record does not collide."""
+    kek = kv.key_client().get_key("kek")
+    first, second = tmp_path / "again.byok", tmp_path / "again-v2.byok"
+    for path in (first, second):
+        path.write_bytes(_ec_package(kek))
+    base = ("import", "--local-vault", kv_dir, "--name", "again", "--type", "EC-HSM", "--curve",
+            "P-256")  # fmt: skip
+    assert run(capsys, *base, "--byok", first)[0] == 0
+    earlier = (tmp_path / "again.import.json").read_bytes()
+    code, out, _ = run(capsys, *base, "--byok", second, "--new-version")
+    assert code == 0 and f"Wrote {tmp_path / 'again.2.import.json'}" in out
+    assert (tmp_path / "again.import.json").read_bytes() == earlier  # never overwritten
+    kids = {json.loads((tmp_path / n).read_text())["kid"] for n in ("again.import.json",
+            "again.2.import.json")}  # fmt: skip
+    assert len(kids) == 2 and len(versions(kv, "again")) == 2
+
+
 def test_vault_and_local_vault_must_agree(
     capsys: pytest.CaptureFixture[str], kv_dir: Path, tmp_path: Path
 ) -> None:

@@ -14,8 +14,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from tests.listeners import listeners, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fixed PINs, so that the tests can look for them in every file the ceremony wrote.
@@ -66,12 +71,15 @@ def events(workspace: Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class Rehearsed:
-    """A finished `ceremony rehearse` run."""
+    """A finished `ceremony rehearse` run, and the TCP ports its processes listened on."""
 
     root: Path
     returncode: int
     stdout: str
     stderr: str
+    # (pid, port) of each listening socket seen while it ran; pid is the rehearsal's or a kernel's
+    listened: frozenset[tuple[int, int]] = frozenset()
+    pid: int = 0
 
     @property
     def workspace(self) -> Path:
@@ -82,33 +90,51 @@ class Rehearsed:
         return self.workspace / "archive.tar"
 
 
+def start_rehearsal(root: Path, pins: dict[str, str], **popen: Any) -> subprocess.Popen:
+    """`ceremony rehearse --out ROOT` in the background, with these PINs in its environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
+        env=clean_env(**pins),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        **popen,
+    )
+
+
 @functools.cache
 def shared_rehearsal() -> Rehearsed:
     """One full rehearsal with the fixed PINs, shared by every test of the session."""
     base = Path(tempfile.mkdtemp(prefix="ceremony-rehearsal-"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     root = base / "r"
-    done = ceremony("rehearse", "--out", str(root), env=clean_env(**PINS))
-    return Rehearsed(root, done.returncode, done.stdout, done.stderr)
+    process = start_rehearsal(root, PINS, stdout=subprocess.PIPE)
+    seen: set[tuple[int, int]] = set()
+
+    def watch() -> None:  # every listener of the rehearsal and its kernels, while it runs
+        while process.poll() is None:
+            seen.update(listeners(process_tree(process.pid)))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    stdout, stderr = process.communicate(timeout=900)
+    watcher.join()
+    return Rehearsed(root, process.returncode, stdout, stderr, frozenset(seen), process.pid)
 
 
-def killed_rehearsal(root: Path, action: str, phase: str | None = None, timeout: float = 300):
+def killed_rehearsal(
+    root: Path, action: str, phase: str | None = None, pins: dict[str, str] | None = None
+) -> None:
     """Start `ceremony rehearse --out ROOT` and SIGKILL its whole process group as soon as its
     transcript records ACTION (in PHASE, when given): a crash at a chosen point."""
     import signal
-    import time
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ceremony", "rehearse", "--out", str(root)],
-        env=clean_env(**PINS),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
+    process = start_rehearsal(
+        root, PINS if pins is None else pins, stdout=subprocess.DEVNULL, start_new_session=True
     )
     transcript = root / "workspace" / "transcript.jsonl"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 300
     try:
         while True:
             lines = transcript.read_text().splitlines() if transcript.exists() else []
@@ -119,7 +145,7 @@ def killed_rehearsal(root: Path, action: str, phase: str | None = None, timeout:
                 ended = process.stderr.read()[-2000:]
                 raise AssertionError(f"the rehearsal ended before {action}: {ended}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {action} within {timeout} s")
+                raise AssertionError(f"no {action} within 300 s")
             time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)

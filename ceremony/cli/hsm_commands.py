@@ -168,8 +168,7 @@ def _print(record: dict[str, Any], as_json: bool) -> None:
         f"library: {library['manufacturer']} {library['description']} "
         f"{library['library_version']} (PKCS#11 {library['cryptoki_version']})"
     )
-    tokens = [record["token"]] if record["token"] else record["tokens"]
-    for token in tokens:
+    for token in record["tokens"]:
         print(
             f"token: {token['label']!r} {token['manufacturer']} {token['model']} "
             f"serial {token['serial']} firmware {token['firmware_version']}"
@@ -181,8 +180,7 @@ def _print(record: dict[str, Any], as_json: bool) -> None:
         test = record["self_test"]
         for candidate in test["candidates"]:
             print(f"self-test: {candidate['name']}: {candidate['outcome']}")
-        verdict = "conformant" if test["conformant"] else f"NOT conformant ({test['deviation']})"
-        print(f"self-test: chosen {test['mechanism']}, {verdict}")
+        print(f"self-test: chosen {test['mechanism']}; {test['verdict']}")
 
 
 def _read_file(path: Path, what: str) -> bytes:

@@ -73,7 +73,12 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--disabled", action="store_true", help="import the key disabled")
     imp.add_argument("--exportable", action="store_true")
     imp.add_argument("--release-policy", type=Path, metavar="FILE.json")
-    imp.add_argument("--record", type=Path, metavar="FILE", help="default: <name>.import.json")
+    imp.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="default: <name>.import.json (a new version: <name>.<n>.import.json)",
+    )
     imp.set_defaults(handler=import_key)
 
 
@@ -200,7 +205,9 @@ def import_key(args: argparse.Namespace) -> int:
         write_import_record,
     )
 
-    record_path = args.record or import_record_path(args.byok.parent, args.name)
+    record_path = args.record or import_record_path(
+        args.byok.parent, args.name, new_version=args.new_version
+    )
     refuse_existing(record_path)
     byok = _read(args.byok, ".byok file")
     hsm_public = None

@@ -6,8 +6,6 @@ Parses arguments, calls the workbook modules and prints; holds no ceremony logic
 from __future__ import annotations
 
 import argparse
-import subprocess
-import tempfile
 from pathlib import Path
 
 from ceremony.errors import UsageError
@@ -16,8 +14,15 @@ from ceremony.errors import UsageError
 def register(subparsers: argparse._SubParsersAction) -> None:
     plan = subparsers.add_parser("plan", help="check a ceremony plan")
     plan_sub = plan.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
-    check = plan_sub.add_parser("check", help="validate a plan and summarise it")
+    check = plan_sub.add_parser(
+        "check",
+        help="validate a plan and summarise it",
+        description="Names every wrong field at once, then checks every file the plan names: "
+        "public keys, release policies, and each file: signer's key (readable, matching the "
+        "person's public key, and with --workspace, outside the workspace).",
+    )
     check.add_argument("plan", type=Path, help="the ceremony plan (TOML)")
+    check.add_argument("--workspace", type=Path, help="the ceremony's workspace, if chosen")
     check.set_defaults(handler=plan_check)
 
     phases = subparsers.add_parser("phases", help="the six phases and which machine runs each")
@@ -57,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rehearse.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted rehearsal in --out (needs the PINs it was started with)",
+        help="continue an interrupted rehearsal in --out, with the PINs it generated (or the ones "
+        "set in the environment when it started)",
     )
     rehearse.add_argument(
         "--module",
@@ -71,8 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "lab",
         help="open the workbook's notebooks in JupyterLab",
         description="With PLAN and --workspace: prepare fresh parameterized copies of the six "
-        "phase notebooks in a private folder and open them, kernels over IPC. Without: open "
-        "read-only copies of the workbook's notebooks, for reading.",
+        "phase notebooks in a private folder and open them, kernels over IPC. Without: open a "
+        "read-only copy of the workbook's notebooks, for reading. Stopping it (Ctrl-C, kill, a "
+        "closed terminal) stops JupyterLab and its kernels and removes the folder.",
     )
     lab.add_argument("plan", type=Path, nargs="?", help="the ceremony plan (TOML)")
     lab.add_argument("--workspace", type=Path, help="the ceremony's workspace")
@@ -82,8 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_check(args: argparse.Namespace) -> int:
     from ceremony.plan import load_plan
+    from ceremony.plan_problems import PlanProblems
+    from ceremony.signer_check import key_file_problems
 
     plan = load_plan(args.plan)
+    problems = key_file_problems(plan, args.workspace)
+    if problems:
+        raise PlanProblems(plan.path, problems)
     print(f"Plan {plan.path} is valid (sha256 {plan.sha256}).")
     print(f"  ceremony  {plan.ceremony.id}: {plan.ceremony.purpose}")
     print(f"  vault     {plan.vault.url} ({plan.vault.flavour}); KEK {plan.kek.name}")
@@ -91,7 +103,8 @@ def plan_check(args: argparse.Namespace) -> int:
     for key in plan.keys:
         print(f"  key       {key.name}: {key.spec.describe()}, key_ops {list(key.key_ops)}")
     for person in plan.people:
-        print(f"  person    {person.name} ({person.role})")
+        signs = f"key file {person.key_file}" if person.key_file else "token " + person.signer
+        print(f"  person    {person.name} ({person.role}), signs with {signs}")
     print("  quorum    " + ", ".join(f"{n} {role}" for role, n in plan.quorum.items()))
     return 0
 
@@ -110,11 +123,7 @@ def run_phases(args: argparse.Namespace) -> int:
 
     options = RunOptions(phases=args.phases, rehearsal=args.rehearsal, qr=not args.no_qr)
     report = Runner(args.plan, args.workspace, options).run()
-    print(
-        f"\nDone: ran {', '.join(report.ran) or 'nothing'}"
-        f"{'; already complete: ' + ', '.join(report.skipped) if report.skipped else ''}."
-        f" Workspace: {report.workspace}"
-    )
+    print(f"\n{report.summary()}")
     return 0
 
 
@@ -126,22 +135,24 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
-    from ceremony.lab import lab_command, lab_environment, prepare_notebooks, reading_copy
+    from ceremony.lab import prepare_notebooks
+    from ceremony.lab_session import reading_copy, run_lab
 
     if args.plan is not None and args.workspace is None:
         raise UsageError("A plan needs its workspace.", "Add --workspace DIR.")
-    with tempfile.TemporaryDirectory(prefix="ceremony-lab-") as private:
-        folder = Path(private) / "notebooks"
-        if args.plan is not None:
-            mode = "rehearsal" if args.rehearsal else "ceremony"
-            prepare_notebooks(args.plan, args.workspace, mode, folder)
-        else:
-            reading_copy(folder)
-        print(
-            f"Opening JupyterLab on {folder}. Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this "
-            "shell first; PINs are never typed into a notebook. Checkpoints are asked in the "
-            "notebooks."
-        )
-        sockets = Path(private) / "sockets"
-        sockets.mkdir(mode=0o700)
-        return subprocess.call(lab_command(folder, sockets), env=lab_environment())
+    plan, workspace = args.plan, args.workspace
+    mode = "rehearsal" if args.rehearsal else "ceremony"
+
+    def notebooks(private: Path) -> Path:
+        if plan is None:
+            return reading_copy(private)
+        return prepare_notebooks(plan, workspace, mode, private / "notebooks")
+
+    print(
+        "Opening JupyterLab on fresh copies of the workbook's notebooks"
+        + (" (read-only)" if plan is None else f" for {plan}")
+        + ". Set CEREMONY_PIN (and CEREMONY_PIN_<NAME>) in this shell first; PINs are never "
+        "typed into a notebook. Checkpoints are asked in the notebooks.",
+        flush=True,
+    )
+    return run_lab(notebooks)

@@ -153,7 +153,7 @@ class HsmInfo:
     library: LibraryInfo
     token: TokenInfo | None
     mechanisms: tuple[MechanismEntry, ...]
-    tokens: tuple[TokenInfo, ...] = ()
+    tokens: tuple[TokenInfo, ...] = ()  # every token described: the one token, or all of them
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; mechanism numbers as hex strings."""
@@ -197,8 +197,9 @@ def mechanism_list(token: Any) -> tuple[MechanismEntry, ...]:
 def describe_token(module_path: str, token: Any) -> HsmInfo:
     """Library, token and mechanisms; needs no login."""
     with hsm_step("Reading the token information"):
+        described = token_info(token)
         return HsmInfo(
-            library_info(load_module(module_path)), token_info(token), mechanism_list(token)
+            library_info(load_module(module_path)), described, mechanism_list(token), (described,)
         )
 
 

@@ -88,6 +88,7 @@ class WrapSelfTest:
         record["mechanism_code"] = None if self.mechanism_code is None else hex(self.mechanism_code)
         record["candidates"] = [{**asdict(c), "code": hex(c.code)} for c in self.candidates]
         record["deviation_description"] = DEVIATIONS.get(self.deviation or "")
+        record["verdict"] = self.summary()
         return record
 
 

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ceremony.checkpoint import CONFIRMED, Checkpoint, CheckpointItem, ask_confirmation
+from ceremony.checkpoint import (
+    ANSWER_REFUSED,
+    CONFIRMED,
+    Checkpoint,
+    CheckpointItem,
+    ask_confirmation,
+)
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import Phase, phase
 from ceremony.pins import USER_PIN
@@ -179,14 +185,27 @@ def complete(ctx: Context) -> Checkpoint:
     runner asks them after the notebook ends."""
     items = tuple(i for r in ctx.results for i in r.items)
     notes = tuple(n for r in ctx.results for n in r.notes)
+    facts = tuple(f for r in ctx.results for f in r.facts)
     event = ctx.record(
         COMPLETED,
-        {"checkpoint": [i.to_dict() for i in items], "notes": list(notes), "mode": ctx.mode},
+        {
+            "checkpoint": [i.to_dict() for i in items],
+            "facts": [list(f) for f in facts],
+            "notes": list(notes),
+            "mode": ctx.mode,
+        },
     )
-    checkpoint = Checkpoint(ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes)
+    checkpoint = Checkpoint(
+        ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes, facts
+    )
     if _kernel_has_stdin():
         witnesses = [p.name for p in ctx.plan.with_role("witness")]
-        confirmation = ask_confirmation(checkpoint, witnesses, ctx.plan.quorum.get("witness", 1))
+        confirmation = ask_confirmation(
+            checkpoint,
+            witnesses,
+            ctx.plan.quorum.get("witness", 1),
+            refused=lambda answer: ctx.record(ANSWER_REFUSED, answer),
+        )
         ctx.record(CONFIRMED, confirmation.to_dict(checkpoint))
     return checkpoint
 

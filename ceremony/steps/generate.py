@@ -53,10 +53,13 @@ def generate(ctx: Context) -> StepResult:
             ctx.record(
                 action, {"name": key.name, "id": found.id_hex, "public": record.public_key_sha256}
             )
-            facts.append((key.name, f"{key.spec.describe()}, CKA_ID {record.id_hex}, {how}"))
+            facts.append(
+                (f"key {key.name}", f"{key.spec.describe()}, CKA_ID {record.id_hex}, {how}")
+            )
             if record.public_key_sha256:
-                items.append(CheckpointItem(f"{key.name} public key", record.public_key_sha256))
+                label = f"public-key fingerprint of {key.name}"
+                items.append(CheckpointItem(label, record.public_key_sha256))
             else:
-                label = f"{key.name} key record (AES: no public half)"
+                label = f"key record of {key.name} (AES: no public half)"
                 items.append(CheckpointItem(label, sha256_hex(record_bytes)))
     return StepResult("Keys generated in the HSM", tuple(facts), tuple(items))

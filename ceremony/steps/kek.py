@@ -47,12 +47,12 @@ def kek(ctx: Context) -> StepResult:
     return StepResult(
         "Key exchange key accepted",
         (
-            ("kid", record.kid),
+            ("key identifier", record.kid),
             ("type", f"{record.kty} {record.size}, key_ops {record.key_ops}"),
             ("source", record.source),
             ("expected fingerprint (plan)", plan.kek.fingerprint),
         ),
-        (CheckpointItem(f"KEK {plan.kek.name} public key", digest),),
+        (CheckpointItem(f"KEK fingerprint ({plan.kek.name} public key)", digest),),
     )
 
 

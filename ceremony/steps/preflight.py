@@ -79,14 +79,16 @@ def preflight(ctx: Context) -> StepResult:
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.write(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
-    items = [CheckpointItem("plan.toml (the reviewed plan)", plan.sha256)]
+    items = [CheckpointItem("plan fingerprint (plan.toml, the reviewed plan)", plan.sha256)]
     for person in plan.people:
         fp = fingerprint_public_key(person.public_key_pem)
-        items.append(CheckpointItem(f"signing key of {person.name} ({person.role})", fp.hex))
+        label = f"signing key fingerprint of {person.name} ({person.role})"
+        items.append(CheckpointItem(label, fp.hex))
     facts = [
         ("ceremony", f"{plan.ceremony.id}: {plan.ceremony.purpose}"),
         ("mode", ctx.mode),
-        ("host", f"{host['hostname']} ({host['platform']}), clock {host['clock_utc']}"),
+        ("host", f"{host['hostname']} ({host['platform']})"),
+        ("clock (UTC)", host["clock_utc"]),
         ("vault", f"{plan.vault.url} ({plan.vault.flavour})"),
         ("keys", ", ".join(f"{k.name} ({k.spec.describe()})" for k in plan.keys)),
         ("quorum", ", ".join(f"{n} {role}" for role, n in plan.quorum.items())),

@@ -108,12 +108,13 @@ def upload(ctx: Context) -> StepResult:
                 "proof": proof.get("method"),
             },
         )
-        facts.append((key.name, f"{record.kid}; proof: {proof.get('method')}"))
+        facts.append((f"possession proof of {key.name}", f"{proof.get('method')}; {record.kid}"))
         if proof.get("method") == "none":
             notes.append(f"{key.name}: {proof['reason']}")
         fingerprint = record.attributes.get("public_key_sha256")
         if fingerprint:
-            items.append(CheckpointItem(f"{key.name} public key in the vault", fingerprint))
+            label = f"public-key fingerprint of {key.name} in the vault"
+            items.append(CheckpointItem(label, fingerprint))
         else:
             digest = sha256_hex(record_bytes)
             items.append(CheckpointItem(f"{record_name} (AES: no public half)", digest))

@@ -29,11 +29,13 @@ def wrap(ctx: Context) -> StepResult:
     kek_sha256 = check_kek_file(ctx)
     kek = KekRecord.from_json(ws.path(KEK_JSON).read_bytes(), KEK_JSON)
     kek_pem = ws.path(KEK_PEM).read_bytes()
-    facts, items, notes = [("KEK", kek.kid)], [], []
+    facts, notes = [("KEK key identifier", kek.kid)], []
+    items = [
+        CheckpointItem(f"KEK fingerprint ({ctx.plan.kek.name}, the KEK wrapped for)", kek_sha256)
+    ]
     trusted = ctx.plan.hsm.wrap_with_trusted
     if trusted:
         facts.append(("wrap protection", _trust_kek(ctx, kek_pem, kek_sha256)))
-        items.append(CheckpointItem("KEK trusted by the security officer", kek_sha256))
     else:
         notes.append(UNPROTECTED)
     with ctx.hsm() as session:

@@ -202,9 +202,16 @@ def import_and_prove(
     return ImportOutcome(result, match, proof, datetime.now(UTC), obstacle)
 
 
-def import_record_path(keys_dir: Path, name: str) -> Path:
-    """<keys_dir>/<name>.import.json: beside the .byok, where the workbook keeps it."""
-    return Path(keys_dir) / f"{name}.import.json"
+def import_record_path(keys_dir: Path, name: str, *, new_version: bool = False) -> Path:
+    """<keys_dir>/<name>.import.json: beside the .byok, where the workbook keeps it.
+
+    A new version's record takes the first free <name>.<n>.import.json instead, so the records
+    of earlier versions neither stop it nor are ever replaced."""
+    path, number = Path(keys_dir) / f"{name}.import.json", 1
+    while new_version and path.exists():
+        number += 1
+        path = Path(keys_dir) / f"{name}.{number}.import.json"
+    return path
 
 
 def write_import_record(outcome: ImportOutcome, path: Path) -> Path:
