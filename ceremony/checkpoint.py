@@ -15,8 +15,14 @@ from ceremony.errors import RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
 
 CONFIRMED = "checkpoint-confirmed"
+PLAN_ITEM = "plan.toml (the reviewed plan)"
 CHALLENGE_WORDS = 2
 MAX_ATTEMPTS = 3
+
+
+def signing_key_item(name: str, role: str) -> str:
+    """The label under which checkpoint 00 shows a person's signing key (the verifier reads it)."""
+    return f"signing key of {name} ({role})"
 
 
 @dataclass(frozen=True)

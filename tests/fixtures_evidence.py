@@ -74,7 +74,7 @@ def sealed_ceremony(tmp_path_factory: pytest.TempPathFactory) -> SealedCeremony:
     root = tmp_path_factory.mktemp("ceremony") / "workspace"
     secrets = make_workspace(root)
     key_dir = tmp_path_factory.mktemp("signing-keys")
-    people, quorum = make_people(key_dir)
+    people, quorum = make_people(key_dir, root)
     result = build_evidence(
         root,
         people,

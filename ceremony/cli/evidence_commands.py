@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +31,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PEM",
         help="a signer's public key obtained apart from the evidence; when given, only "
         "signatures by these keys count (repeatable)",
+    )
+    verify.add_argument(
+        "--plan",
+        type=Path,
+        metavar="REVIEWED.toml",
+        help="the plan reviewed before the day (with its public keys beside it): the archive's "
+        "plan must be byte-identical, and only its keys' signatures count",
+    )
+    verify.add_argument(
+        "--expect-sha256",
+        metavar="HEX",
+        help="the archive's SHA-256 as written down at the end of the ceremony",
+    )
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        metavar="PHASE=VALUE",
+        help="a checkpoint's transcript head as the witnesses wrote it: its first words, or at "
+        "least 8 hex digits (spaces and case ignored); repeatable",
+    )
+    verify.add_argument(
+        "--production",
+        action="store_true",
+        help="fail a rehearsal, or an archive with any recorded exception",
     )
     verify.set_defaults(handler=_verify)
 
@@ -67,20 +91,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from ceremony.evidence.anchors import Anchors, ExpectedHead, ReviewedPlan, parse_sha256
     from ceremony.evidence.verify import verify_path
+    from ceremony.fingerprint import fingerprint_public_key
+    from ceremony.terminal import escape
 
-    keys = [_read(path) for path in args.signer_key]
-    report = verify_path(args.path, trusted_keys=keys)
+    anchors = Anchors(
+        reviewed_plan=ReviewedPlan.load(args.plan) if args.plan else None,
+        signer_keys=tuple(fingerprint_public_key(_read(p)).hex for p in args.signer_key),
+        archive_sha256=parse_sha256(args.expect_sha256) if args.expect_sha256 else None,
+        heads=tuple(ExpectedHead.parse(text) for text in args.expect_head),
+    )
+    report = verify_path(args.path, anchors=anchors, production=args.production)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.verified else 1
+    print(report.table())
+    if report.archive_sha256:
+        print(f"\narchive sha256: {report.archive_sha256}")
+    if report.rehearsal:
+        print("REHEARSAL: this archive records a rehearsal, not a production ceremony.")
+    for exception in report.exceptions:
+        print(f"EXCEPTION: {escape(exception)}")
+    if report.verified:
+        print(f"VERIFIED: signed by {escape(', '.join(report.signed_by))}.")
     else:
-        print(report.table())
-        if report.archive_sha256:
-            print(f"\narchive sha256: {report.archive_sha256}")
-        if report.verified:
-            print(f"VERIFIED: signed by {', '.join(report.signed_by)}.")
-        else:
-            print(f"NOT VERIFIED: {report.first_failure}", file=sys.stderr)
+        print(f"NOT VERIFIED: {escape(report.first_failure or '')}")
+    print(report.rests_on)
     return 0 if report.verified else 1
 
 

@@ -21,7 +21,8 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, RefusedError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import write_archive
-from ceremony.evidence.facts import read_facts
+from ceremony.evidence.facts import CeremonyFacts, read_facts
+from ceremony.evidence.roster import checkpoint_problem, read_roster
 from ceremony.evidence.secrets import require_no_secrets, scan_files
 from ceremony.evidence.statement import (
     PAYLOAD_TYPE,
@@ -92,6 +93,7 @@ def build_evidence(
     if facts.problems:
         path, problem = next(iter(facts.problems.items()))
         raise RefusedError(f"Refusing to seal: {problem}", f"Repair {path} first.")
+    _require_planned(files, facts, people, quorum)
 
     moment = (ceremony_time or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     sealed_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -184,6 +186,38 @@ def _read_subjects(root: Path, secrets: list[bytes | str]) -> dict[str, bytes]:
     }
     require_no_secrets(scan_files(files, secrets))
     return files
+
+
+def _require_planned(
+    files: Mapping[str, bytes], facts: CeremonyFacts, people: list[Person], quorum: Quorum
+) -> None:
+    """Only the plan's people, with the keys checkpoint 00 showed, may seal (the verifier counts
+    no other signature), under the plan's quorum."""
+    try:
+        roster = read_roster(files)
+    except VerificationError as exc:
+        raise RefusedError(f"Refusing to seal: {exc.message}.", exc.remedy) from None
+    problem = checkpoint_problem(roster, facts.events)
+    if problem:
+        raise RefusedError(f"Refusing to seal: {problem}.", "Seal the workspace the runner made.")
+    for person in people:
+        planned = roster.people.get(person.name)
+        if planned is None or (planned.role, planned.fingerprint) != (person.role, person.key_id):
+            raise RefusedError(
+                f"Refusing to seal: {person.name} ({person.role}, key {person.fingerprint.short})"
+                " is not a person with that role and key in the plan.",
+                "Seal with the people and public keys the plan names.",
+            )
+    missing = sorted(set(roster.people) - {p.name for p in people})
+    if missing:
+        raise RefusedError(
+            f"Refusing to seal: {', '.join(missing)} from the plan is missing from the people.",
+            "Seal with everyone the plan names.",
+        )
+    if quorum.to_dict() != dict(roster.quorum):
+        raise RefusedError(
+            "Refusing to seal: the quorum given is not the plan's.", "Use the plan's quorum."
+        )
 
 
 def _signing_people(people: list[Person], signers: list[Signer]) -> list[Person]:

@@ -19,6 +19,7 @@ from ceremony import __version__
 from ceremony.errors import VerificationError
 from ceremony.evidence.facts import CeremonyFacts, public_key_sha256
 from ceremony.people import Person, Quorum
+from ceremony.strictjson import strict_loads
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -113,19 +114,30 @@ def envelope_bytes(envelope: Envelope) -> bytes:
 
 
 def parse_envelope(content: bytes, name: str) -> Envelope:
-    """Read an envelope file; VerificationError names it when it is not a DSSE envelope."""
+    """Read an envelope file; VerificationError names it when it is not a DSSE envelope, or not
+    byte for byte the form envelope_bytes() writes (so no duplicated key, extra field or other
+    layout can make another DSSE reader see a different payload)."""
     try:
-        return Envelope.from_dict(json.loads(content))
+        envelope = Envelope.from_dict(strict_loads(content))
     except Exception as exc:  # securesystemslib raises several kinds on malformed input
-        raise VerificationError(f"{name} is not a DSSE envelope ({exc}).", "") from exc
+        raise VerificationError(f"{name} is not a DSSE envelope ({exc}).", "") from None
+    if envelope_bytes(envelope) != content:
+        raise VerificationError(
+            f"{name} is not in the canonical form the ceremony writes (an extra or duplicated "
+            "field, or another layout).",
+            "",
+        )
+    return envelope
 
 
 def parse_statement(payload: bytes, name: str) -> dict[str, Any]:
     """The statement inside an envelope, with its shape checked."""
     try:
-        statement = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise VerificationError(f"{name}: the signed payload is not JSON.", "") from exc
+        statement = strict_loads(payload)
+    except ValueError as exc:
+        raise VerificationError(
+            f"{name}: the signed payload is not plain JSON ({exc}).", ""
+        ) from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise VerificationError(f"{name}: the payload is not an in-toto Statement v1.", "")
     if statement.get("predicateType") != PREDICATE_TYPE:

@@ -12,7 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ceremony.canonical import canonical_json, sha256_hex
-from ceremony.checkpoint import CheckpointItem
+from ceremony.checkpoint import PLAN_ITEM, CheckpointItem, signing_key_item
+from ceremony.evidence.roster import planned_key_path
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
@@ -77,10 +78,10 @@ def preflight(ctx: Context) -> StepResult:
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.workspace.write_new(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
-    items = [CheckpointItem("plan.toml (the reviewed plan)", plan.sha256)]
+    items = [CheckpointItem(PLAN_ITEM, plan.sha256)]
     for person in plan.people:
         fp = fingerprint_public_key(person.public_key_pem)
-        items.append(CheckpointItem(f"signing key of {person.name} ({person.role})", fp.hex))
+        items.append(CheckpointItem(signing_key_item(person.name, person.role), fp.hex))
     facts = [
         ("ceremony", f"{plan.ceremony.id}: {plan.ceremony.purpose}"),
         ("mode", ctx.mode),
@@ -101,7 +102,7 @@ def _copy_plan(ctx: Context) -> None:
     if not ws.exists("plan.toml"):
         ws.write_new("plan.toml", plan.path.read_bytes())
     for person in plan.people:
-        target = f"people/{person.name}.pub.pem"
+        target = planned_key_path(person.name)
         if not ws.exists(target):
             ws.write_new(target, person.public_key_pem.encode())
     for key in plan.keys:
