@@ -82,6 +82,7 @@ def make_workspace(
     *,
     kek_bits: int = 2048,
     notebook_bytes: int = 2000,
+    rehearsal: bool = True,
 ) -> WorkspaceSecrets:
     """Write a workspace as phases 00-04 would leave it; return what must never be sealed."""
     key_specs = key_specs or [("app-rsa", "RSA-HSM", 2048), ("app-ec", "EC-HSM", "P-256"),
@@ -100,8 +101,10 @@ def make_workspace(
         host={"hostname": "offline-1", "platform": "Linux"},
         hsm=hsm_info,
         self_test={"conformant": False, "deviation": "softhsm-zero-pad", "mechanism": "two-step"},
-        rehearsal=True,
-        warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."],
+        rehearsal=rehearsal,
+        warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."]
+        if rehearsal
+        else [],
     )
     _write(root / "preflight.json", preflight.to_json())
     transcript.append("00-preflight", "administrator", "preflight recorded", {"rehearsal": True})
