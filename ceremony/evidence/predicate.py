@@ -30,9 +30,9 @@ class SealedPredicate:
     exceptions: tuple[str, ...]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str) -> SealedPredicate:
+    def from_dict(cls, data: Mapping[str, Any]) -> SealedPredicate:
         """Read and check `data`; VerificationError names the first field that is wrong."""
-        field = _Fields(data, name)
+        field = _Fields(data)
         sealed_at = field.get("sealed_at", str, "a time like 2026-11-28T12:00:00Z")
         try:
             moment = datetime.strptime(sealed_at, SEALED_AT_FORMAT).replace(tzinfo=UTC)
@@ -45,12 +45,14 @@ class SealedPredicate:
         exceptions = field.get("exceptions", list, "a list of sentences")
         if not all(isinstance(e, str) for e in exceptions):
             raise field.wrong("exceptions", "a list of sentences")
+        people_list = field.get("people", list, "a list of people")
+        rule = field.get("quorum", dict, "an object of role = count")
         try:
-            people = tuple(_person(p) for p in field.get("people", list, "a list of people"))
-            quorum = Quorum.from_dict(field.get("quorum", dict, "an object of role = count"))
+            people = tuple(_person(p) for p in people_list)
+            quorum = Quorum.from_dict(rule)
         except CeremonyError as exc:
             raise VerificationError(
-                f"{name}: the predicate's people or quorum: {exc.message}", ""
+                f"the predicate's people or quorum: {exc.message}", ""
             ) from None
         return cls(
             sealed_at=sealed_at,
@@ -64,8 +66,8 @@ class SealedPredicate:
 
 
 class _Fields:
-    def __init__(self, data: Mapping[str, Any], name: str) -> None:
-        self.data, self.name = data, name
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
 
     def get(self, key: str, kind: type, expected: str) -> Any:
         value = self.data.get(key)
@@ -74,7 +76,7 @@ class _Fields:
         return value
 
     def wrong(self, key: str, expected: str) -> VerificationError:
-        return VerificationError(f"{self.name}: the predicate's {key} is not {expected}.", "")
+        return VerificationError(f"the predicate's {key} is not {expected}.", "")
 
 
 def _person(entry: Any) -> Person:

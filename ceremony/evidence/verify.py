@@ -217,7 +217,7 @@ def _read_envelope(
         if envelope.payload_type != PAYLOAD_TYPE:
             raise VerificationError(f"payload type is {envelope.payload_type!r}", "")
         statement = parse_statement(envelope.payload, layout.ENVELOPE)
-        predicate = SealedPredicate.from_dict(statement["predicate"], layout.ENVELOPE)
+        predicate = SealedPredicate.from_dict(statement["predicate"])
     except CeremonyError as exc:
         report.add("envelope", layout.ENVELOPE, False, exc.message)
         return None
