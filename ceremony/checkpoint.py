@@ -13,9 +13,15 @@ from typing import Any
 
 from ceremony.errors import RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
+from ceremony.phases import PHASES
 
 CONFIRMED = "checkpoint-confirmed"
 PLAN_ITEM = "plan.toml (the reviewed plan)"
+FINAL_NOTE = (
+    "Write down the archive's SHA-256 above (hex or words): it is the ceremony's last "
+    "fingerprint and covers every value shown before. An auditor gives it to "
+    "`ceremony verify --expect-sha256`."
+)
 CHALLENGE_WORDS = 2
 MAX_ATTEMPTS = 3
 
@@ -59,9 +65,24 @@ class Checkpoint:
         return Fingerprint(bytes.fromhex(self.head))
 
     @property
+    def final(self) -> bool:
+        """The last checkpoint comes after the seal: its head lies outside the archive, so it
+        shows only the archive's SHA-256, which an auditor can always recompute."""
+        return self.phase == PHASES[-1].number and bool(self.items)
+
+    @property
+    def witnessed(self) -> Fingerprint:
+        """The value the witnesses write down and the operator types the first words of."""
+        return self.items[0].fingerprint if self.final else self.head_fingerprint
+
+    @property
+    def witnessed_label(self) -> str:
+        return "the archive's SHA-256" if self.final else "the transcript head"
+
+    @property
     def challenge(self) -> str:
-        """What the operator types: the first words of the transcript head, as read aloud."""
-        return " ".join(self.head_fingerprint.word_list[:CHALLENGE_WORDS])
+        """What the operator types: the first words of the witnessed value, as read aloud."""
+        return " ".join(self.witnessed.word_list[:CHALLENGE_WORDS])
 
     def render_text(self, *, qr: bool = True) -> str:
         """The terminal form: each item as grouped hex, PGP words and a QR code."""
@@ -74,6 +95,9 @@ class Checkpoint:
                 lines += ["    " + row for row in fp.qr_terminal().splitlines()]
         for note in self.notes:
             lines.append(f"! {note}")
+        if self.final:
+            lines += ["-" * 78, FINAL_NOTE, rule]
+            return "\n".join(lines)
         head = self.head_fingerprint
         lines += [
             "-" * 78,
@@ -94,10 +118,14 @@ class Checkpoint:
             )
         notes = "".join(f"<p>&#9888; {html.escape(n)}</p>" for n in self.notes)
         head = self.head_fingerprint
+        closing = (
+            f"<p>{html.escape(FINAL_NOTE)}</p>"
+            if self.final
+            else f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
+        )
         return (
             f"<h3>Checkpoint after phase {html.escape(self.title)}</h3>"
-            f"<table>{''.join(rows)}</table>{notes}"
-            f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
+            f"<table>{''.join(rows)}</table>{notes}{closing}"
         )
 
     def _repr_html_(self) -> str:
@@ -107,7 +135,8 @@ class Checkpoint:
         return self.render_text(qr=False)
 
     def __repr__(self) -> str:
-        return f"<Checkpoint after phase {self.title}: {len(self.items)} item(s), head {self.head}>"
+        shown = f"{self.witnessed_label} {self.witnessed.hex}"
+        return f"<Checkpoint after phase {self.title}: {len(self.items)} item(s), {shown}>"
 
 
 @dataclass(frozen=True)
@@ -137,7 +166,7 @@ def ask_confirmation(
     """Ask the operator to type the challenge words, then who of the witnesses agreed."""
     prompt = (
         f"Witnesses: compare every value above with the HSM display or your notes.\n"
-        f"When all agree, type the first {CHALLENGE_WORDS} words of the transcript head: "
+        f"When all agree, type the first {CHALLENGE_WORDS} words of {checkpoint.witnessed_label}: "
     )
     for attempt in range(1, MAX_ATTEMPTS + 1):
         typed = " ".join(ask(prompt).split()).lower()
@@ -146,10 +175,11 @@ def ask_confirmation(
         if attempt == MAX_ATTEMPTS:
             raise RefusedError(
                 f"Checkpoint {checkpoint.title} was not confirmed: the words typed did not "
-                "match the transcript head three times.",
+                f"match {checkpoint.witnessed_label} three times.",
                 "Stop and compare the screen with the witnesses' notes; rerun to resume here.",
             )
-        prompt = f"That is not it. Type the first {CHALLENGE_WORDS} words of the transcript head: "
+        what = checkpoint.witnessed_label
+        prompt = f"That is not it. Type the first {CHALLENGE_WORDS} words of {what}: "
     names = parse_witnesses(
         ask(f"Who confirmed? Names of the witnesses present ({', '.join(witnesses)}): "),
         witnesses,
