@@ -448,6 +448,11 @@ def _verify_transcript(
     else:
         detail = f"{facts.transcript_events} events chained, head {str(recorded)[:16]}…"
         report.add("transcript", layout.TRANSCRIPT, True, detail)
+    for event in facts.events:
+        if event.action == COMPLETED:
+            head = Fingerprint(bytes.fromhex(event.line_sha256))
+            shown = f"head {head.short[:19]} … {' '.join(head.word_list[:4])} …"
+            report.add("checkpoint", f"phase {event.phase}", True, f"{shown}: compare the paper")
 
 
 def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:
