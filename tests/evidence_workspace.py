@@ -94,8 +94,16 @@ def make_workspace(
         root / "transcript.jsonl",
         clock=lambda: CEREMONY_TIME.replace(hour=9, minute=0, second=next(clock) % 60),
     )
-    hsm_info = {"manufacturer": "SoftHSM project", "model": "SoftHSM v2", "serial": "1a2b3c",
-                "firmware": "2.6", "library": "libsofthsm2.so 2.6.1"}  # fmt: skip
+    hsm_info = {
+        "library": {"cryptoki_version": "2.40", "description": "Implementation of PKCS11",
+                    "library_version": "2.6", "manufacturer": "SoftHSM",
+                    "path": "/usr/lib/softhsm/libsofthsm2.so"},
+        "token": {"label": "byok", "manufacturer": "SoftHSM project", "model": "SoftHSM v2",
+                  "serial": "1a2b3c", "firmware_version": "2.6"},
+        "tokens": [],
+        "mechanisms": [{"code": "0x9", "name": "CKM_RSA_PKCS_OAEP"},
+                       {"code": "0x210a", "name": "CKM_AES_KEY_WRAP_PAD"}],
+    }  # fmt: skip
     preflight = PreflightRecord(
         tools={"softhsm2": "2.6.1", "python-pkcs11": "0.10.1"},
         host={"hostname": "offline-1", "platform": "Linux"},

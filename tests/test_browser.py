@@ -30,8 +30,8 @@ def test_report_opens_offline_and_its_qr_codes_decode(
     page = browser.render(report, png=tmp_path / "report.png")
     assert page.external == [] and page.requests
     assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG")
-    # KEK, three keys (the AES key has no public half: two QR codes), the head at least.
-    assert_qr_codes_match(page, at_least=1 + 2 + 1)
+    # KEK, three keys (the AES key has no public half: two QR codes), five people, the head.
+    assert_qr_codes_match(page, at_least=1 + 2 + 5 + 1)
 
 
 def _notebook() -> bytes:

@@ -20,6 +20,7 @@ from securesystemslib.signer import SSlibKey
 from ceremony.evidence.secrets import scan_tree
 from ceremony.evidence.verify import verify_path
 from ceremony.rehearsal import PEOPLE, person_variable
+from tests.fixtures_browser import printed_hex
 from tests.fixtures_evidence import assert_no_secrets, members
 
 
@@ -142,3 +143,14 @@ def test_every_value_shown_to_the_witnesses_is_confirmed_by_the_archive(rehearsa
         capture_output=True, text=True,
     )  # fmt: skip
     assert production.returncode == 1 and "a rehearsal" in production.stdout
+
+
+def test_every_html_of_the_rehearsal_opens_offline(rehearsal, browser) -> None:
+    workspace = rehearsal[0] / "workspace"
+    pages = sorted(workspace.glob("**/*.html")) + sorted(workspace.glob(".after-seal/**/*.html"))
+    assert {p.name for p in pages} >= {"report.html", "00_preflight.html", "05_evidence.html"}
+    for path in pages:
+        page = browser.render(path)
+        assert page.external == [], (path, page.external)
+        for decoded, beside in page.qr_codes:
+            assert decoded.removeprefix("sha256:") == printed_hex(beside), (path, beside)

@@ -108,7 +108,10 @@ def build_evidence(
     predicate = build_predicate(
         facts, people, quorum, sealed_at=sealed_at, plan=plan, exceptions=exceptions
     )
-    html = render_report(predicate, signing=[p.name for p in signing_people]).encode()
+    digests = {name: sha256_hex(data) for name, data in files.items()}
+    html = render_report(
+        predicate, signing=[p.name for p in signing_people], files=digests
+    ).encode()
     files[layout.REPORT_HTML] = html
     pdf = render_pdf(html)
     if pdf is not None:

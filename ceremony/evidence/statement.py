@@ -17,9 +17,10 @@ from securesystemslib.dsse import Envelope
 
 from ceremony import __version__
 from ceremony.errors import VerificationError
-from ceremony.evidence.facts import CeremonyFacts, public_key_sha256
+from ceremony.evidence.facts import CeremonyFacts
 from ceremony.people import Person, Quorum
 from ceremony.strictjson import strict_loads
+from ceremony.workspace import COMPLETED
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -67,7 +68,6 @@ def build_predicate(
             {
                 "name": p.name,
                 "role": p.role,
-                "key_id": p.key_id,
                 "public_key_sha256": p.fingerprint.hex,
                 "public_key_pem": p.public_key_pem,
                 "signs": bool(p.signer),
@@ -76,15 +76,15 @@ def build_predicate(
         ],
         "quorum": quorum.to_dict(),
         "phases": facts.phases,
-        "kek": {
-            **(facts.kek.to_dict() if facts.kek else {}),
-            "pem_sha256": public_key_sha256(facts.kek_pem),
-        },
+        "kek": facts.kek.to_dict() if facts.kek else {},
         "keys": [_key_entry(k) for k in facts.keys],
         "tools": {**(preflight.tools if preflight else {}), **tool_versions()},
         "hsm": preflight.hsm if preflight else None,
         "wrap_self_test": preflight.self_test if preflight else None,
         "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
+        "checkpoints": [
+            {"phase": e.phase, "head": e.line_sha256} for e in facts.events if e.action == COMPLETED
+        ],
         "exceptions": sorted(
             set(exceptions) | set(preflight.warnings if preflight else []) | _key_exceptions(facts)
         ),
@@ -173,7 +173,7 @@ def _key_exceptions(facts: CeremonyFacts) -> set[str]:
 def _key_entry(key: Any) -> dict[str, Any]:
     record = key.record.to_dict() if key.record else {"name": key.name}
     record.pop("schema_version", None)
-    entry: dict[str, Any] = {**record, "pem_sha256": public_key_sha256(key.public_pem)}
+    entry: dict[str, Any] = dict(record)
     if key.imported:
         entry["vault_kid"] = key.imported.kid
         entry["proof_method"] = key.imported.proof.get("method")
