@@ -1,4 +1,4 @@
-"""cli.evidence_commands: `ceremony verify`, `ceremony seal` and `ceremony fingerprint`.
+"""cli.evidence_commands: `ceremony verify`, `seal`, `script` and `fingerprint`.
 
 Parses arguments, calls ceremony.evidence / ceremony.fingerprint, prints; no logic of its own.
 """
@@ -76,6 +76,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seal.add_argument("--time", help="ceremony time, ISO 8601 UTC (default: now)")
     seal.set_defaults(handler=_seal)
 
+    script = subparsers.add_parser(
+        "script",
+        help="write the printable ceremony script for a plan, before the day",
+        description="Write DIR/ceremony-script.html (and .pdf where Chromium or WeasyPrint is "
+        "installed): roles and names, each phase's numbered steps to tick and initial, the plan's "
+        "and KEK's fingerprints as hex, words and QR, a line per checkpoint, exceptions and "
+        "signature pages.",
+    )
+    script.add_argument("plan", type=Path, help="the reviewed plan")
+    script.add_argument("--out", type=Path, required=True, metavar="DIR")
+    script.set_defaults(handler=_script)
+
     fingerprint = subparsers.add_parser(
         "fingerprint",
         help="show a file's or public key's SHA-256 as hex, PGP words and QR code",
@@ -149,6 +161,15 @@ def _seal(args: argparse.Namespace) -> int:
     print(f"final fingerprint (SHA-256 of the archive):\n  {result.fingerprint.short}")
     print(f"  {result.fingerprint.words}")
     print(result.fingerprint.qr_terminal())
+    return 0
+
+
+def _script(args: argparse.Namespace) -> int:
+    from ceremony.script import write_script
+
+    written = write_script(args.plan, args.out)
+    print(f"script: {written.html}")
+    print(f"pdf:    {written.pdf or '(no PDF renderer installed; print the HTML)'}")
     return 0
 
 
