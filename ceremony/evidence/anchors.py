@@ -7,12 +7,16 @@ the archive's SHA-256 and the checkpoint heads the witnesses wrote down. Parses 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ceremony.errors import CeremonyError, UsageError
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key, words_to_bytes
+from ceremony.people import Person
 from ceremony.phases import BY_NUMBER, PHASES
+from ceremony.workspace import COMPLETED
 
 MIN_HEX = 8
 MIN_WORDS = 2
@@ -61,6 +65,18 @@ class ExpectedHead:
             ) from None
         return cls(phase, value.strip(), words=tuple(w.lower() for w in words))
 
+    def holds(self, heads: list[str]) -> tuple[bool, str]:
+        """Whether one of the checkpoint's recorded heads begins as written, and in words."""
+        if any(self.matches(h) for h in heads):
+            return True, f"checkpoint {self.phase}'s head begins as written: {self.written}"
+        if not heads:
+            return False, f"the transcript records no checkpoint {self.phase}"
+        shown = Fingerprint(bytes.fromhex(heads[-1]))
+        return False, (
+            f"checkpoint {self.phase}'s head is '{' '.join(shown.word_list[:4])} …' "
+            f"({shown.short[:19]} …), not '{self.written}'"
+        )
+
     def matches(self, head: str) -> bool:
         """Whether the transcript head `head` (hex) begins with what was written."""
         fingerprint = Fingerprint(bytes.fromhex(head))
@@ -96,6 +112,46 @@ class Anchors:
     archive_sha256: str | None = None
     heads: tuple[ExpectedHead, ...] = ()
 
+    def check(
+        self,
+        plan: bytes | None,
+        people: Iterable[Person],
+        archive_sha256: str | None,
+        events: Iterable[Any],
+    ) -> list[tuple[str, bool, str]]:
+        """(anchor, holds, what differs) for every anchor given, against what the archive holds:
+        its plan.toml, the people its statement names, its digest and its transcript events."""
+        results = []
+        reviewed = self.reviewed_plan
+        if reviewed:
+            same = plan == reviewed.content
+            results.append(
+                (
+                    "--plan",
+                    same,
+                    f"plan.toml is byte-identical to {reviewed.path}"
+                    if same
+                    else f"plan.toml differs from the reviewed plan {reviewed.path}",
+                )
+            )
+            for person in people:
+                if reviewed.keys.get(person.name) != person.key_id:
+                    results.append(
+                        (
+                            "--plan",
+                            False,
+                            f"{person.name}'s key "
+                            f"{person.fingerprint.short} is not the reviewed plan's",
+                        )
+                    )
+        if self.archive_sha256:
+            results.append(("--expect-sha256", *_digest_holds(self.archive_sha256, archive_sha256)))
+        completions = [e for e in events if e.action == COMPLETED]
+        for expected in self.heads:
+            heads = [e.line_sha256 for e in completions if e.phase == expected.phase]
+            results.append((f"--expect-head {expected.phase}", *expected.holds(heads)))
+        return results
+
     def rests_on(self) -> str:
         """One sentence: what the verdict rests on besides the archive's own word."""
         parts = []
@@ -114,6 +170,14 @@ class Anchors:
                 "pass. Anchor it with --plan, --expect-sha256 and --expect-head."
             )
         return "This verdict rests on the archive and " + "; ".join(parts) + "."
+
+
+def _digest_holds(written: str, actual: str | None) -> tuple[bool, str]:
+    if actual is None:
+        return False, "a workspace has no archive SHA-256; verify archive.tar"
+    if actual != written:
+        return False, f"the archive's SHA-256 begins {actual[:16]}…, not {written[:16]}…"
+    return True, "the archive's SHA-256 is the one written down"
 
 
 def parse_sha256(text: str) -> str:

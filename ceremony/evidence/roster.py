@@ -16,6 +16,7 @@ from ceremony.checkpoint import PLAN_ITEM, signing_key_item
 from ceremony.errors import VerificationError
 from ceremony.evidence.facts import public_key_sha256
 from ceremony.fingerprint import Fingerprint
+from ceremony.people import Person, Quorum
 from ceremony.workspace import COMPLETED
 
 PLAN_FILE = "plan.toml"
@@ -47,6 +48,35 @@ class Roster:
     plan_sha256: str
     people: Mapping[str, PlannedPerson]
     quorum: Mapping[str, int]
+
+    def compare(
+        self, people: Iterable[Person], quorum: Quorum
+    ) -> tuple[set[str], list[tuple[str, str]]]:
+        """The key fingerprints of the people who are the plan's, with the plan's role and key;
+        and (subject, problem) for every way `people` and `quorum` differ from the plan."""
+        people = list(people)
+        bound, problems = set(), []
+        if dict(self.quorum) != quorum.to_dict():
+            problems.append(("quorum", "the signed quorum is not the plan's"))
+        for person in people:
+            planned = self.people.get(person.name)
+            if planned is None:
+                problems.append((person.name, f"{person.name} is not in the plan"))
+            elif planned.role != person.role:
+                problems.append((person.name, f"the plan makes {person.name} {planned.role}"))
+            elif planned.fingerprint != person.key_id:
+                problems.append(
+                    (
+                        person.name,
+                        f"{person.name}'s key {person.fingerprint.short} "
+                        f"is not the key the plan names for {person.name} ({planned.short})",
+                    )
+                )
+            else:
+                bound.add(person.key_id)
+        for name in sorted(set(self.people) - {p.name for p in people}):
+            problems.append((name, f"{name} is in the plan but not in the statement"))
+        return bound, problems
 
 
 def read_roster(files: Mapping[str, bytes]) -> Roster:

@@ -203,23 +203,11 @@ def _require_planned(
     problem = checkpoint_problem(roster, facts.events)
     if problem:
         raise RefusedError(f"Refusing to seal: {problem}.", "Seal the workspace the runner made.")
-    for person in people:
-        planned = roster.people.get(person.name)
-        if planned is None or (planned.role, planned.fingerprint) != (person.role, person.key_id):
-            raise RefusedError(
-                f"Refusing to seal: {person.name} ({person.role}, key {person.fingerprint.short})"
-                " is not a person with that role and key in the plan.",
-                "Seal with the people and public keys the plan names.",
-            )
-    missing = sorted(set(roster.people) - {p.name for p in people})
-    if missing:
+    _, problems = roster.compare(people, quorum)
+    if problems:
         raise RefusedError(
-            f"Refusing to seal: {', '.join(missing)} from the plan is missing from the people.",
-            "Seal with everyone the plan names.",
-        )
-    if quorum.to_dict() != dict(roster.quorum):
-        raise RefusedError(
-            "Refusing to seal: the quorum given is not the plan's.", "Use the plan's quorum."
+            f"Refusing to seal: {problems[0][1]}.",
+            "Seal with the people, public keys and quorum the plan names.",
         )
 
 

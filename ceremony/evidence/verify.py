@@ -191,7 +191,9 @@ def _verify_files(files: Mapping[str, bytes], report: VerifyReport, anchors: Anc
     _verify_subjects(files, statement, predicate, report)
     facts = read_facts(files)
     bound = _verify_roster(files, facts, predicate, report)
-    _verify_anchors(files, facts, predicate, report, anchors)
+    held = (files.get(PLAN_FILE), predicate.people, report.archive_sha256, facts.events)
+    for subject, ok, detail in anchors.check(*held):
+        report.add("anchor", subject, ok, detail)
     _verify_signatures(envelope, predicate, bound, anchors, report)
     _verify_signer_files(files, predicate, report)
     if files.get(layout.STATEMENT) != envelope.payload:
@@ -242,27 +244,9 @@ def _verify_roster(
     report.add(
         "roster", PLAN_FILE, problem is None, problem or "plan and keys as checkpoint 00 showed"
     )
-    if dict(roster.quorum) != predicate.quorum.to_dict():
-        report.add("roster", "quorum", False, "the signed quorum is not the plan's")
-    bound = set()
-    for person in predicate.people:
-        planned = roster.people.get(person.name)
-        if planned is None:
-            report.add("roster", person.name, False, f"{person.name} is not in the plan")
-        elif planned.role != person.role:
-            report.add("roster", person.name, False, f"the plan makes {person.name} {planned.role}")
-        elif planned.fingerprint != person.key_id:
-            report.add(
-                "roster",
-                person.name,
-                False,
-                f"{person.name}'s key {person.fingerprint.short} "
-                f"is not the key the plan names for {person.name} ({planned.short})",
-            )
-        else:
-            bound.add(person.key_id)
-    for name in sorted(set(roster.people) - {p.name for p in predicate.people}):
-        report.add("roster", name, False, f"{name} is in the plan but not in the statement")
+    bound, problems = roster.compare(predicate.people, predicate.quorum)
+    for subject, problem in problems:
+        report.add("roster", subject, False, problem)
     return bound
 
 
@@ -278,67 +262,6 @@ def _why_not_counted(person: Person, bound: set[str], anchors: Anchors) -> str |
     if anchors.signer_keys and person.key_id not in anchors.signer_keys:
         return f"{key} is not among the signer keys given apart"
     return None
-
-
-def _verify_anchors(
-    files: Mapping[str, bytes],
-    facts: CeremonyFacts,
-    predicate: SealedPredicate,
-    report: VerifyReport,
-    anchors: Anchors,
-) -> None:
-    """Each anchor the auditor gave, checked against the archive; a failure names the anchor."""
-    reviewed = anchors.reviewed_plan
-    if reviewed:
-        same = files.get(PLAN_FILE) == reviewed.content
-        report.add(
-            "anchor",
-            "--plan",
-            same,
-            f"plan.toml is byte-identical to {reviewed.path}"
-            if same
-            else f"plan.toml differs from the reviewed plan {reviewed.path}",
-        )
-        for person in predicate.people:
-            key = reviewed.keys.get(person.name)
-            if key != person.key_id:
-                report.add(
-                    "anchor",
-                    "--plan",
-                    False,
-                    f"{person.name}'s key {person.fingerprint.short} is not the reviewed plan's",
-                )
-    if anchors.archive_sha256:
-        actual = report.archive_sha256
-        ok = actual == anchors.archive_sha256
-        detail = (
-            "the archive's SHA-256 is the one written down"
-            if ok
-            else (
-                f"the archive's SHA-256 begins {actual[:16]}…, not {anchors.archive_sha256[:16]}…"
-                if actual
-                else "a workspace has no archive SHA-256; verify archive.tar"
-            )
-        )
-        report.add("anchor", "--expect-sha256", ok, detail)
-    for expected in anchors.heads:
-        heads = [
-            e.line_sha256
-            for e in facts.events
-            if e.phase == expected.phase and e.action == COMPLETED
-        ]
-        ok = any(expected.matches(h) for h in heads)
-        if ok:
-            detail = f"checkpoint {expected.phase}'s head begins as written: {expected.written}"
-        elif heads:
-            shown = Fingerprint(bytes.fromhex(heads[-1]))
-            detail = (
-                f"checkpoint {expected.phase}'s head is '{' '.join(shown.word_list[:4])} …' "
-                f"({shown.short[:19]} …), not '{expected.written}'"
-            )
-        else:
-            detail = f"the transcript records no checkpoint {expected.phase}"
-        report.add("anchor", f"--expect-head {expected.phase}", ok, detail)
 
 
 def _verify_signatures(
