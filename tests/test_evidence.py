@@ -22,7 +22,7 @@ from ceremony.evidence import build_evidence, verify_path
 from ceremony.evidence.records import ImportRecord, KekRecord
 from ceremony.signers import load_signer
 from tests.evidence_workspace import CEREMONY_TIME, enrol, make_people, make_workspace
-from tests.fixtures_evidence import SealedCeremony, assert_no_secrets
+from tests.fixtures_evidence import SealedCeremony, assert_no_secrets, openssl_spki_sha256
 
 
 def test_sealed_archive_verifies(sealed_ceremony: SealedCeremony) -> None:
@@ -78,7 +78,7 @@ def test_dsse_envelope_verifies_with_securesystemslib_alone(
     # computes it.
     keys = [
         SSlibKey.from_crypto(
-            serialization.load_pem_public_key(path.read_bytes()), keyid=_spki(path)
+            serialization.load_pem_public_key(path.read_bytes()), keyid=openssl_spki_sha256(path)
         )
         for path in sorted((root / "evidence/signers").glob("*.pem"))
     ]
@@ -111,13 +111,6 @@ def test_dsse_envelope_verifies_with_securesystemslib_alone(
     assert predicate["rehearsal"] is True and predicate["exceptions"]
     assert [k["name"] for k in predicate["keys"]] == ["app-aes", "app-ec", "app-rsa"]
     assert predicate["kek"]["kid"].startswith("https://contoso-byok.vault.azure.net/keys/kek/")
-
-
-def _spki(path: Path) -> str:
-    """SHA-256 of a PEM public key's DER SubjectPublicKeyInfo, by the openssl CLI."""
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(path), "-outform", "DER"],
-                         capture_output=True, check=True).stdout  # fmt: skip
-    return hashlib.sha256(der).hexdigest()
 
 
 def test_sealing_again_returns_the_sealed_result(sealed_ceremony: SealedCeremony) -> None:

@@ -21,7 +21,7 @@ from ceremony.evidence.secrets import scan_tree
 from ceremony.evidence.verify import verify_path
 from ceremony.rehearsal import PEOPLE, person_variable
 from tests.fixtures_browser import printed_hex
-from tests.fixtures_evidence import assert_no_secrets, members
+from tests.fixtures_evidence import assert_no_secrets, members, openssl_spki_sha256
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_rehearsal_envelope_verifies_with_securesystemslib(rehearsal) -> None:
     # The people's public keys as the plan gave them, not the copies inside the evidence.
     keys = [
         SSlibKey.from_crypto(
-            serialization.load_pem_public_key(path.read_bytes()), keyid=_spki(path)
+            serialization.load_pem_public_key(path.read_bytes()), keyid=openssl_spki_sha256(path)
         )
         for path in sorted((rehearsal[0] / "people").glob("*.pub.pem"))
     ]
@@ -88,14 +88,6 @@ def test_rehearsal_flip_one_byte_in_each_member(rehearsal, tmp_path: Path) -> No
         report = verify_path(target)
         assert not report.verified, member.name
         assert report.failed[0].subject == member.name, (member.name, report.first_failure)
-
-
-def _spki(path: Path) -> str:
-    """SHA-256 of the DER SubjectPublicKeyInfo, by the openssl CLI: the one fingerprint a key has,
-    and the DSSE key id."""
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(path), "-outform", "DER"],
-                         capture_output=True, check=True).stdout  # fmt: skip
-    return hashlib.sha256(der).hexdigest()
 
 
 def _shown_at_checkpoints(output: str) -> dict[str, list[str]]:
