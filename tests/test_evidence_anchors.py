@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ceremony.errors import RefusedError
+from ceremony.errors import PlanError, RefusedError
 from ceremony.evidence import build_evidence, verify_path
 from ceremony.evidence import seal as seal_module
+from ceremony.evidence.anchors import ReviewedPlan
 from ceremony.fingerprint import Fingerprint
+from ceremony.plan import load_plan
 from ceremony.transcript import Transcript, read_events
-from tests.evidence_workspace import CEREMONY_TIME, enrol, make_people, make_workspace
+from tests.evidence_workspace import CEREMONY_TIME, enrol, make_people, make_workspace, plan_text
 from tests.fixtures_evidence import SealedCeremony
 
 
@@ -175,3 +177,20 @@ def test_bad_anchors_are_one_sentence(
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_reviewed_plan_whose_keys_have_expired_still_anchors(tmp_path: Path) -> None:
+    # Years later the keys' expiry dates have passed; the plan is still the plan.
+    people, quorum = make_people(tmp_path / "keys")
+    (tmp_path / "people").mkdir()
+    for person in people:
+        (tmp_path / f"people/{person.name}.pub.pem").write_text(person.public_key_pem)
+    text = plan_text(people, quorum).replace(
+        'key_ops = ["sign"]\n', 'key_ops = ["sign"]\nexpires = 2020-01-01T00:00:00Z\n', 1
+    )
+    (tmp_path / "plan.toml").write_text(text)
+    with pytest.raises(PlanError, match="expires"):
+        load_plan(tmp_path / "plan.toml")
+    reviewed = ReviewedPlan.load(tmp_path / "plan.toml")
+    assert reviewed.content == text.encode()
+    assert reviewed.keys == {p.name: p.fingerprint.hex for p in people}

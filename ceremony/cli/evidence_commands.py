@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify",
         help="verify an evidence archive or sealed workspace offline",
         description="Recompute every digest, the transcript chain, each signature and the quorum, "
-        "and check every .byok and import record. Exit 0 verified, 1 not verified, 2 unusable "
-        "input. Needs no network and no HSM.",
+        "and check every .byok and import record; only the plan's signing keys count. Anchor the "
+        "verdict with --plan, --expect-sha256 and --expect-head; its last line says what it rests "
+        "on. Exit 0 verified, 1 not verified, 2 unusable input. Needs no network and no HSM.",
     )
     verify.add_argument("path", type=Path, help="archive.tar or a sealed workspace directory")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")

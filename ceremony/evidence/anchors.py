@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ceremony.errors import CeremonyError, UsageError
+from ceremony.errors import CeremonyError, PlanError, UsageError
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key, words_to_bytes
 from ceremony.people import Person
 from ceremony.phases import BY_NUMBER, PHASES
@@ -22,6 +23,7 @@ MIN_HEX = 8
 MIN_WORDS = 2
 _HEX = re.compile(r"[0-9a-f]+")
 _FINAL_PHASE = PHASES[-1].number
+_ANY_DAY = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,19 @@ class ReviewedPlan:
 
     @classmethod
     def load(cls, path: Path) -> ReviewedPlan:
-        """Read and validate the plan at `path` (PlanError when it is not a plan)."""
-        from ceremony.plan import load_plan
+        """Read and validate the plan at `path` (PlanError when it is not a plan). Years after the
+        ceremony its keys' expiry dates have passed: they are checked as of no particular day."""
+        from ceremony.plan import parse_plan
 
-        plan = load_plan(path)
+        path = Path(path)
+        try:
+            content = path.read_bytes()
+            text = content.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PlanError(f"Cannot read the plan {path} ({exc}).", "Check the path.") from None
+        plan = parse_plan(text, path=path.resolve(), now=_ANY_DAY)
         keys = {p.name: fingerprint_public_key(p.public_key_pem).hex for p in plan.people}
-        return cls(Path(path), plan.path.read_bytes(), keys)
+        return cls(path, content, keys)
 
 
 @dataclass(frozen=True)
