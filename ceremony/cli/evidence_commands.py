@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seal",
         help="sign a finished workspace and write its evidence archive",
         description="Seal WORKSPACE: report, in-toto statement, one DSSE signature per signer, "
-        "deterministic archive.tar. PINs come from CEREMONY_PIN_<NAME> or a hidden prompt.",
+        "deterministic archive.tar. Only the people, keys and quorum of the workspace's plan.toml "
+        "may seal. PINs come from CEREMONY_PIN_<NAME> or a hidden prompt.",
     )
     seal.add_argument("workspace", type=Path)
     seal.add_argument(
