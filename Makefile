@@ -14,6 +14,16 @@ system-deps:
 	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	command -v pkcs11-tool   >/dev/null 2>&1 || missing="$$missing opensc"; \
 	$(PYTHON) -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	browser=""; \
+	command -v chromium      >/dev/null 2>&1 || browser="$$browser chromium"; \
+	command -v zbarimg       >/dev/null 2>&1 || browser="$$browser zbar-tools"; \
+	if [ -n "$$browser" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    missing="$$missing$$browser"; \
+	  else \
+	    echo "Optional:$$browser not installed; the browser and QR tests will be skipped." >&2; \
+	  fi; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing system packages:$$missing"; \

@@ -42,7 +42,7 @@ def run(keys: int, notebook_bytes: int, runs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "workspace"
         make_workspace(root, _key_specs(keys), notebook_bytes=notebook_bytes)
-        people, quorum = make_people(Path(tmp) / "signing-keys")
+        people, quorum = make_people(Path(tmp) / "signing-keys", root)
         result = build_evidence(root, people, quorum, ceremony_time=CEREMONY_TIME)
         archive = result.archive_path
         size = archive.stat().st_size

@@ -18,6 +18,7 @@ from ceremony.checkpoint import CHALLENGE_WORDS, CONFIRMED, MAX_ATTEMPTS
 from ceremony.errors import RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
 from ceremony.ledger import FILE_WRITTEN
+from ceremony.phases import PHASES
 
 RECEIVED = "workspace-received"
 REWRITTEN = (

@@ -13,11 +13,23 @@ from typing import Any
 
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
+from ceremony.phases import PHASES
 
 CONFIRMED = "checkpoint-confirmed"
 ANSWER_REFUSED = "checkpoint-answer-refused"
+PLAN_ITEM = "plan fingerprint (plan.toml, the reviewed plan)"
+FINAL_NOTE = (
+    "Write down the archive's SHA-256 above (hex or words): it is the ceremony's last "
+    "fingerprint and covers every value shown before. An auditor gives it to "
+    "`ceremony verify --expect-sha256`."
+)
 CHALLENGE_WORDS = 2
 MAX_ATTEMPTS = 3
+
+
+def signing_key_item(name: str, role: str) -> str:
+    """The label under which checkpoint 00 shows a person's signing key (the verifier reads it)."""
+    return f"signing key fingerprint of {name} ({role})"
 
 
 @dataclass(frozen=True)
@@ -56,9 +68,24 @@ class Checkpoint:
         return Fingerprint(bytes.fromhex(self.head))
 
     @property
+    def final(self) -> bool:
+        """The last checkpoint comes after the seal: its head lies outside the archive, so it
+        shows only the archive's SHA-256, which an auditor can always recompute."""
+        return self.phase == PHASES[-1].number and bool(self.items)
+
+    @property
+    def witnessed(self) -> Fingerprint:
+        """The value the witnesses write down and the operator types the first words of."""
+        return self.items[0].fingerprint if self.final else self.head_fingerprint
+
+    @property
+    def witnessed_label(self) -> str:
+        return "the archive's SHA-256" if self.final else "the transcript head"
+
+    @property
     def challenge(self) -> str:
-        """What the operator types: the first words of the transcript head, as read aloud."""
-        return " ".join(self.head_fingerprint.word_list[:CHALLENGE_WORDS])
+        """What the operator types: the first words of the witnessed value, as read aloud."""
+        return " ".join(self.witnessed.word_list[:CHALLENGE_WORDS])
 
     def render_text(self, *, qr: bool = True) -> str:
         """The terminal form: each item as grouped hex, PGP words and a QR code."""
@@ -72,6 +99,9 @@ class Checkpoint:
                 lines += ["    " + row for row in fp.qr_terminal().splitlines()]
         for note in self.notes:
             lines.append(f"! {note}")
+        if self.final:
+            lines += ["-" * 78, FINAL_NOTE, rule]
+            return "\n".join(lines)
         head = self.head_fingerprint
         lines += [
             "-" * 78,
@@ -95,10 +125,14 @@ class Checkpoint:
             )
         notes = "".join(f"<p>&#9888; {html.escape(n)}</p>" for n in self.notes)
         head = self.head_fingerprint
+        closing = (
+            f"<p>{html.escape(FINAL_NOTE)}</p>"
+            if self.final
+            else f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
+        )
         return (
             f"<h3>Checkpoint after phase {html.escape(self.title)}</h3>"
-            f"<table>{''.join(rows)}</table>{notes}"
-            f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
+            f"<table>{''.join(rows)}</table>{notes}{closing}"
         )
 
     def _repr_html_(self) -> str:
@@ -108,7 +142,8 @@ class Checkpoint:
         return self.render_text(qr=False)
 
     def __repr__(self) -> str:
-        return f"<Checkpoint after phase {self.title}: {len(self.items)} item(s), head {self.head}>"
+        shown = f"{self.witnessed_label} {self.witnessed.hex}"
+        return f"<Checkpoint after phase {self.title}: {len(self.items)} item(s), {shown}>"
 
 
 @dataclass(frozen=True)
@@ -142,7 +177,7 @@ def ask_confirmation(
     MAX_ATTEMPTS-th wrong answer to the same question stops the run."""
     words_prompt = (
         f"Witnesses: compare every value above with the HSM display or your notes.\n"
-        f"When all agree, type the first {CHALLENGE_WORDS} words of the transcript head: "
+        f"When all agree, type the first {CHALLENGE_WORDS} words of {checkpoint.witnessed_label}: "
     )
     typed = _ask_until_right(
         "head-words", words_prompt, lambda answer: _check_words(checkpoint, answer), ask, refused
@@ -161,7 +196,7 @@ def _check_words(checkpoint: Checkpoint, answer: str) -> str:
     typed = " ".join(answer.split()).lower()
     if typed != checkpoint.challenge.lower():
         raise RefusedError(
-            "Those are not the first words of the transcript head.",
+            f"Those are not the first words of {checkpoint.witnessed_label}.",
             "Read them again from the screen.",
         )
     return typed

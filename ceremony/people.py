@@ -52,14 +52,16 @@ class Person:
 
     @cached_property
     def key(self) -> SSlibKey:
-        """The public key as securesystemslib sees it (its key id names DSSE signatures)."""
+        """The public key as securesystemslib sees it. Its key id, which names DSSE signatures,
+        is the key's one fingerprint: the SHA-256 of its DER SubjectPublicKeyInfo."""
         from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-        return SSlibKey.from_crypto(load_der_public_key(public_key_der(self.public_key_pem)))
+        der = public_key_der(self.public_key_pem)
+        return SSlibKey.from_crypto(load_der_public_key(der), keyid=Fingerprint.of(der).hex)
 
     @property
     def key_id(self) -> str:
-        """securesystemslib key id of the public key."""
+        """The DSSE key id: the same SHA-256 of the DER SPKI that witnesses compare."""
         return self.key.keyid
 
     @property

@@ -350,11 +350,12 @@ def _write_plan(
 
 
 def _verify(root: Path, ws: Workspace, say: Callable[[str], None]) -> RehearsalResult:
-    """`ceremony verify` on the archive, as an auditor would run it."""
+    """`ceremony verify --plan` on the archive, as an auditor holding the reviewed plan would."""
     from ceremony.evidence import verify_path
+    from ceremony.evidence.anchors import Anchors, ReviewedPlan
 
     archive = ws.path("archive.tar")
-    report = verify_path(archive)
+    report = verify_path(archive, anchors=Anchors(ReviewedPlan.load(root / "plan.toml")))
     say(report.table())
     result = RehearsalResult(
         root, ws.root, archive, ws.path("evidence", "report.html"), bool(report.verified)
@@ -364,7 +365,11 @@ def _verify(root: Path, ws: Workspace, say: Callable[[str], None]) -> RehearsalR
             f"The rehearsal archive {archive} did not verify: {report.first_failure}.",
             "Keep the directory and report it.",
         )
-    say(f"\nRehearsal complete and verified.\nEvidence archive: {archive}\nReport: {result.report}")
+    say(
+        f"\nRehearsal complete and verified.\nEvidence archive: {archive}\n"
+        f"Archive SHA-256 (the final fingerprint): {report.archive_sha256}\n"
+        f"Report: {result.report}\n{report.rests_on}"
+    )
     return result
 
 

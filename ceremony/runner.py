@@ -484,10 +484,7 @@ def execute_notebook(
 
 
 def render_html(notebook: bytes) -> bytes:
-    """An HTML rendering of an executed notebook, for people without Jupyter."""
-    import nbformat
-    from nbconvert import HTMLExporter
+    """An HTML rendering of an executed notebook, for people without Jupyter; self-contained."""
+    from ceremony.notebook_html import render_notebook_html
 
-    nb = nbformat.reads(notebook.decode("utf-8"), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    return body.encode("utf-8")
+    return render_notebook_html(notebook)

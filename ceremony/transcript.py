@@ -6,7 +6,6 @@ Never records a PIN, password or private key: the API takes none; secret-looking
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.errors import RefusedError, UsageError, VerificationError
 from ceremony.files import read_regular
 from ceremony.fingerprint import Fingerprint
+from ceremony.strictjson import strict_loads
 
 GENESIS = "0" * 64
 # Data larger than this is recorded by digest only; the file it came from carries the rest.
@@ -169,13 +169,13 @@ def read_events(content: bytes, name: str = "transcript.jsonl") -> list[Event]:
 
 
 def _require_canonical(line: bytes, number: int, name: str) -> None:
-    if canonical_json(json.loads(line)) != line:
+    if canonical_json(strict_loads(line)) != line:
         _bad(name, number, "it is not in canonical form (it was edited)")
 
 
 def _parse_line(line: bytes, number: int, name: str) -> Event:
     try:
-        record = json.loads(line)
+        record = strict_loads(line)
     except (ValueError, UnicodeDecodeError):
         _bad(name, number, "it is not JSON")
     if not isinstance(record, dict) or not _FIELDS <= set(record) <= _FIELDS | {"data"}:

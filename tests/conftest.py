@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures_hsm",
     "tests.fixtures_localvault",
     "tests.fixtures_evidence",
+    "tests.fixtures_browser",
 ]

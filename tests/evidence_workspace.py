@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap, aes_key_wrap_with_padding
 
+from ceremony.checkpoint import PLAN_ITEM, CheckpointItem, signing_key_item
 from ceremony.events import AES_CHALLENGE_WRAPPED, KEY_GENERATED, KEY_IMPORTED, KEY_WRAPPED
 from ceremony.evidence.records import (
     ChallengeRecord,
@@ -82,6 +83,7 @@ def make_workspace(
     *,
     kek_bits: int = 2048,
     notebook_bytes: int = 2000,
+    rehearsal: bool = True,
 ) -> WorkspaceSecrets:
     """Write a workspace as phases 00-04 would leave it; return what must never be sealed."""
     key_specs = key_specs or [("app-rsa", "RSA-HSM", 2048), ("app-ec", "EC-HSM", "P-256"),
@@ -93,15 +95,25 @@ def make_workspace(
         root / "transcript.jsonl",
         clock=lambda: CEREMONY_TIME.replace(hour=9, minute=0, second=next(clock) % 60),
     )
-    hsm_info = {"manufacturer": "SoftHSM project", "model": "SoftHSM v2", "serial": "1a2b3c",
-                "firmware": "2.6", "library": "libsofthsm2.so 2.6.1"}  # fmt: skip
+    hsm_info = {
+        "library": {"cryptoki_version": "2.40", "description": "Implementation of PKCS11",
+                    "library_version": "2.6", "manufacturer": "SoftHSM",
+                    "path": "/usr/lib/softhsm/libsofthsm2.so"},
+        "token": {"label": "byok", "manufacturer": "SoftHSM project", "model": "SoftHSM v2",
+                  "serial": "1a2b3c", "firmware_version": "2.6"},
+        "tokens": [],
+        "mechanisms": [{"code": "0x9", "name": "CKM_RSA_PKCS_OAEP"},
+                       {"code": "0x210a", "name": "CKM_AES_KEY_WRAP_PAD"}],
+    }  # fmt: skip
     preflight = PreflightRecord(
         tools={"softhsm2": "2.6.1", "python-pkcs11": "0.10.1"},
         host={"hostname": "offline-1", "platform": "Linux"},
         hsm=hsm_info,
         self_test={"conformant": False, "deviation": "softhsm-zero-pad", "mechanism": "two-step"},
-        rehearsal=True,
-        warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."],
+        rehearsal=rehearsal,
+        warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."]
+        if rehearsal
+        else [],
     )
     _write(root / "preflight.json", preflight.to_json())
     transcript.append("00-preflight", "administrator", "preflight recorded", {"rehearsal": True})
@@ -240,14 +252,59 @@ def _proof(private, curve: str | None) -> dict:
             "signature": b64url(signature)}  # fmt: skip
 
 
-def make_people(directory: Path) -> tuple[list[Person], Quorum]:
-    """Two custodians, a witness and an administrator with key files; an auditor who signs not."""
+def make_people(
+    directory: Path, workspace: Path | None = None, key_names: tuple[str, ...] = ()
+) -> tuple[list[Person], Quorum]:
+    """Two custodians, a witness and an administrator with key files; an auditor who signs not.
+
+    With `workspace`, they are also enrolled there as phase 00 would: plan.toml naming them,
+    people/<name>.pub.pem, and a checkpoint 00 in the transcript showing the plan and keys."""
     directory.mkdir(parents=True, exist_ok=True)
     people = []
-    for name, role in (("Alice", "custodian"), ("Bob", "custodian"), ("Wendy", "witness"),
-                       ("Ada", "administrator")):  # fmt: skip
-        reference, pem = create_file_signing_key(directory / f"{name.lower()}.key")
+    for name, role in (("alice", "custodian"), ("bob", "custodian"), ("wendy", "witness"),
+                       ("ada", "administrator")):  # fmt: skip
+        reference, pem = create_file_signing_key(directory / f"{name}.key")
         people.append(Person(name, role, pem, reference))
     _, auditor_pem = create_file_signing_key(directory / "audrey.key")
-    people.append(Person("Audrey", "auditor", auditor_pem, ""))
-    return people, Quorum({"custodian": 2, "witness": 1})
+    people.append(Person("audrey", "auditor", auditor_pem, ""))
+    quorum = Quorum({"custodian": 2, "witness": 1})
+    if workspace is not None:
+        enrol(workspace, people, quorum, key_names)
+    return people, quorum
+
+
+def plan_text(people: list[Person], quorum: Quorum, key_names: tuple[str, ...] = ()) -> str:
+    """A valid plan naming `people` (keys in people/<name>.pub.pem beside it) and `quorum`."""
+    keys = "".join(
+        f'[[keys]]\nname = "{name}"\ntype = "EC-HSM"\ncurve = "P-256"\nkey_ops = ["sign"]\n\n'
+        for name in key_names or ("app-ec",)
+    )
+    people_tables = "".join(
+        f'[[people]]\nname = "{p.name}"\nrole = "{p.role}"\n'
+        f'public_key = "people/{p.name}.pub.pem"\nsigner = "{p.signer or "file:none"}"\n\n'
+        for p in people
+    )
+    rule = "".join(f"{role} = {n}\n" for role, n in quorum.to_dict().items())
+    return (
+        '[ceremony]\nid = "evidence-test"\npurpose = "Evidence tests."\n\n'
+        '[vault]\nurl = "https://contoso-byok.managedhsm.azure.net"\nflavour = "managed-hsm"\n\n'
+        f'[kek]\nname = "kek"\nfingerprint = "{"5f" * 32}"\n\n'
+        '[hsm]\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\ntoken = "evidence-test"\n\n'
+        f"{keys}{people_tables}[quorum]\n{rule}"
+    )
+
+
+def enrol(
+    root: Path, people: list[Person], quorum: Quorum, key_names: tuple[str, ...] = ()
+) -> None:
+    """What phase 00 leaves about the people: the plan, their keys, and checkpoint 00."""
+    plan = plan_text(people, quorum, key_names).encode()
+    _write(root / "plan.toml", plan)
+    for person in people:
+        _write(root / f"people/{person.name}.pub.pem", person.public_key_pem.encode())
+    items = [CheckpointItem(PLAN_ITEM, hashlib.sha256(plan).hexdigest())] + [
+        CheckpointItem(signing_key_item(p.name, p.role), p.fingerprint.hex) for p in people
+    ]
+    Transcript(root / "transcript.jsonl").append(
+        "00", "ada", "phase-completed", {"checkpoint": [i.to_dict() for i in items], "notes": []}
+    )

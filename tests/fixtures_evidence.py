@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,14 @@ class SealedCeremony:
 
     def signing_key_files(self) -> list[bytes]:
         return [path.read_bytes() for path in sorted(self.key_dir.glob("*.key"))]
+
+
+def openssl_spki_sha256(path: Path) -> str:
+    """SHA-256 of a PEM public key's DER SubjectPublicKeyInfo, by the openssl CLI: the one
+    fingerprint a key has, and the DSSE key id."""
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(path), "-outform", "DER"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    return hashlib.sha256(der).hexdigest()
 
 
 def assert_no_secrets(archive: Path, known: list[bytes | str]) -> None:
@@ -74,7 +84,7 @@ def sealed_ceremony(tmp_path_factory: pytest.TempPathFactory) -> SealedCeremony:
     root = tmp_path_factory.mktemp("ceremony") / "workspace"
     secrets = make_workspace(root)
     key_dir = tmp_path_factory.mktemp("signing-keys")
-    people, quorum = make_people(key_dir)
+    people, quorum = make_people(key_dir, root)
     result = build_evidence(
         root,
         people,

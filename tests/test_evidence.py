@@ -21,14 +21,14 @@ from ceremony.errors import RefusedError, UsageError
 from ceremony.evidence import build_evidence, verify_path
 from ceremony.evidence.records import ImportRecord, KekRecord
 from ceremony.signers import load_signer
-from tests.evidence_workspace import CEREMONY_TIME, make_people, make_workspace
-from tests.fixtures_evidence import SealedCeremony, assert_no_secrets
+from tests.evidence_workspace import CEREMONY_TIME, enrol, make_people, make_workspace
+from tests.fixtures_evidence import SealedCeremony, assert_no_secrets, openssl_spki_sha256
 
 
 def test_sealed_archive_verifies(sealed_ceremony: SealedCeremony) -> None:
     result = sealed_ceremony.result
     assert result.verification.verified, result.verification.first_failure
-    assert set(result.signed_by) == {"Alice", "Bob", "Wendy", "Ada"}
+    assert set(result.signed_by) == {"alice", "bob", "wendy", "ada"}
     digest = hashlib.sha256(result.archive_path.read_bytes()).hexdigest()
     assert result.archive_sha256 == digest == result.fingerprint.hex
     assert verify_path(sealed_ceremony.root).verified
@@ -74,12 +74,19 @@ def test_dsse_envelope_verifies_with_securesystemslib_alone(
 ) -> None:
     root = sealed_ceremony.root
     envelope = Envelope.from_dict(json.loads((root / "evidence/statement.dsse.json").read_bytes()))
+    # One key, one fingerprint: each DSSE keyid is the SHA-256 of the key's DER SPKI, as openssl
+    # computes it.
     keys = [
-        SSlibKey.from_crypto(serialization.load_pem_public_key(path.read_bytes()))
+        SSlibKey.from_crypto(
+            serialization.load_pem_public_key(path.read_bytes()), keyid=openssl_spki_sha256(path)
+        )
         for path in sorted((root / "evidence/signers").glob("*.pem"))
     ]
     accepted = envelope.verify(keys, threshold=4)
     assert len(accepted) == 4
+    assert set(envelope.signatures) == {
+        p.fingerprint.hex for p in sealed_ceremony.people if p.signer
+    }
     statement = json.loads(envelope.payload)
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert envelope.payload_type == "application/vnd.in-toto+json"
@@ -117,7 +124,7 @@ def test_sealing_again_returns_the_sealed_result(sealed_ceremony: SealedCeremony
 def workspace_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("template") / "ws"
     secrets = make_workspace(root, [("only-ec", "EC-HSM", "P-256")])
-    people, quorum = make_people(tmp_path_factory.mktemp("template-keys"))
+    people, quorum = make_people(tmp_path_factory.mktemp("template-keys"), root)
     return root, secrets, people, quorum
 
 
@@ -130,7 +137,7 @@ def _fresh(workspace_template, tmp_path) -> Path:
 def test_quorum_not_met_refuses_and_writes_nothing(workspace_template, tmp_path) -> None:
     root = _fresh(workspace_template, tmp_path)
     people, quorum = workspace_template[2], workspace_template[3]
-    signers = [load_signer(p) for p in people if p.name in ("Alice", "Wendy")]
+    signers = [load_signer(p) for p in people if p.name in ("alice", "wendy")]
     with pytest.raises(RefusedError, match="quorum not met: missing 1 custodian"):
         build_evidence(root, people, quorum, signers)
     assert not (root / "evidence").exists() and not (root / "archive.tar").exists()
@@ -238,9 +245,10 @@ def test_wrong_kek_kid_in_byok_is_named(workspace_template, tmp_path) -> None:
         build_evidence(root, people, quorum)
 
 
-def _aes_workspace(tmp_path: Path) -> Path:
+def _aes_workspace(tmp_path: Path, people, quorum) -> Path:
     root = tmp_path / "aes"
     make_workspace(root, [("only-aes", "oct-HSM", 128)], kek_bits=2048)
+    enrol(root, people, quorum)
     return root
 
 
@@ -252,27 +260,27 @@ def _edit_proof(root: Path, **changes) -> None:
 
 def test_aes_unwrap_proof_is_checked_against_the_challenge(workspace_template, tmp_path) -> None:
     people, quorum = workspace_template[2], workspace_template[3]
-    good = _aes_workspace(tmp_path / "good")
+    good = _aes_workspace(tmp_path / "good", people, quorum)
     build_evidence(good, people, quorum)
     checks = [c for c in verify_path(good).checks if c.check == "import"]
     assert [c.ok for c in checks] == [True] and "CKM_AES_KEY_WRAP challenge" in checks[0].detail
 
-    wrong_answer = _aes_workspace(tmp_path / "wrong-answer")
+    wrong_answer = _aes_workspace(tmp_path / "wrong-answer", people, quorum)
     _edit_proof(wrong_answer, unwrapped=os.urandom(32).hex())
     with pytest.raises(Exception, match=r"only-aes\.import\.json: what the vault unwrapped is not"):
         build_evidence(wrong_answer, people, quorum)
 
-    other_blob = _aes_workspace(tmp_path / "other-blob")
+    other_blob = _aes_workspace(tmp_path / "other-blob", people, quorum)
     _edit_proof(other_blob, wrapped=os.urandom(40).hex())
     with pytest.raises(Exception, match="unwrapped a challenge other than the one the HSM"):
         build_evidence(other_blob, people, quorum)
 
-    no_record = _aes_workspace(tmp_path / "no-record")
+    no_record = _aes_workspace(tmp_path / "no-record", people, quorum)
     (no_record / "keys/only-aes.challenge.json").unlink()
     with pytest.raises(Exception, match=r"needs keys/only-aes\.challenge\.json"):
         build_evidence(no_record, people, quorum)
 
-    no_proof = _aes_workspace(tmp_path / "no-proof")
+    no_proof = _aes_workspace(tmp_path / "no-proof", people, quorum)
     path = no_proof / "keys/only-aes.import.json"
     record = ImportRecord.from_json(path.read_bytes())
     path.write_bytes(replace(record, proof={"method": "none", "reason": "why"}).to_json())
@@ -299,7 +307,8 @@ def test_cli_verify_exit_codes(sealed_ceremony: SealedCeremony, tmp_path) -> Non
     data[-20000] ^= 0xFF
     damaged.write_bytes(bytes(data))
     done = _cli("verify", str(damaged))
-    assert done.returncode == 1 and "NOT VERIFIED" in done.stderr
+    assert done.returncode == 1 and "NOT VERIFIED" in done.stdout
+    assert done.stdout.splitlines()[-1].startswith("This verdict rests on the archive alone")
 
     assert _cli("verify", str(tmp_path / "missing.tar")).returncode == 2
     (tmp_path / "notatar.tar").write_text("hello\n" * 200)
@@ -327,7 +336,9 @@ def test_cli_verify_with_trusted_signer_keys(sealed_ceremony: SealedCeremony) ->
     assert _cli("verify", archive, *args).returncode == 0
     partial = [a for path in trusted if "wendy" not in path for a in ("--signer-key", path)]
     done = _cli("verify", archive, *partial)
-    assert done.returncode == 1 and "Wendy's key" in done.stderr
+    assert done.returncode == 1 and "wendy's key" in done.stdout
+    assert "not among the signer keys given apart" in done.stdout
+    assert done.stdout.splitlines()[-1].endswith("4 signer key(s) given apart.")
 
 
 def test_cli_seal(workspace_template, tmp_path) -> None:
@@ -360,6 +371,6 @@ def test_a_signer_that_fails_is_named(workspace_template, tmp_path) -> None:
 
     broken = Refusing.__new__(Refusing)
     broken.__dict__.update(signers[1].__dict__)
-    with pytest.raises(RefusedError, match=r"Bob could not sign the evidence \(OSError\)"):
+    with pytest.raises(RefusedError, match=r"bob could not sign the evidence \(OSError\)"):
         build_evidence(root, people, quorum, [signers[0], broken, *signers[2:]])
     assert not (root / "evidence").exists() and not (root / "archive.tar").exists()

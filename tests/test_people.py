@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import SSlibKey
 
 from ceremony.errors import PlanError, RefusedError, UsageError
 from ceremony.people import Person, Quorum, check_people
@@ -38,10 +39,15 @@ def _pem(private) -> str:
     ],
     ids=["p256", "p384", "rsa", "ed25519"],
 )
-def test_key_id_is_securesystemslib_key_id(private) -> None:
-    person = Person("Alice", "custodian", _pem(private), "")
-    assert person.key_id == SSlibKey.from_crypto(private.public_key()).keyid
-    assert len(person.key_id) == 64
+def test_key_id_is_the_spki_fingerprint(private) -> None:
+    # One key, one fingerprint: the DSSE key id is the SHA-256 of the DER SPKI that witnesses
+    # compare, as `openssl pkey -pubin -outform DER | sha256sum` computes it.
+    pem = _pem(private)
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pem.encode(),
+                         capture_output=True, check=True).stdout  # fmt: skip
+    person = Person("Alice", "custodian", pem, "")
+    assert person.key_id == hashlib.sha256(der).hexdigest() == person.fingerprint.hex
+    assert person.key.keyid == person.key_id
 
 
 def test_person_validation() -> None:

@@ -19,22 +19,45 @@ def predicate(sealed_ceremony: SealedCeremony) -> dict:
 
 
 def test_report_shows_every_fingerprint(sealed_ceremony: SealedCeremony, predicate) -> None:
-    html = (sealed_ceremony.root / "evidence/report.html").read_text()
-    assert html == report.render_report(predicate, signing=["Alice", "Bob", "Wendy", "Ada"])
-    for person in sealed_ceremony.people:
-        assert person.name in html and person.fingerprint.short in html
-    assert "Audrey" in html  # listed although she does not sign
+    root = sealed_ceremony.root
+    html = (root / "evidence/report.html").read_text()
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (root / "evidence/SHA256SUMS").read_text().splitlines()
+    )
+    files = {n: d for n, d in sums.items() if not n.startswith("evidence/report.")}
+    signing = ["alice", "bob", "wendy", "ada"]
+    assert html == report.render_report(predicate, signing=signing, files=files)
     fingerprints = [predicate["kek"]["public_key_sha256"], predicate["transcript"]["head"]]
     fingerprints += [k["public_key_sha256"] for k in predicate["keys"] if k["public_key_sha256"]]
+    fingerprints += [p.fingerprint.hex for p in sealed_ceremony.people]
     for digest in fingerprints:
         fp = Fingerprint.parse(digest)
         assert fp.short in html and fp.words in html
         assert f'aria-label="{fp.uri}"' in html  # its QR code
     assert html.count("<svg") == len(fingerprints)
+    for checkpoint in predicate["checkpoints"]:
+        assert Fingerprint.parse(checkpoint["head"]).short in html
     for key in predicate["keys"]:
         assert f"<h3>{key['name']}</h3>" in html and key["vault_kid"] in html
     assert "REHEARSAL" in html and predicate["exceptions"][0] in html
-    assert "@media print" in html and "ceremony verify archive.tar" in html
+    assert "@media print" in html and "ceremony verify archive.tar --plan" in html
+    # File hashes are labelled as such, beside every file the manifest lists.
+    assert "File hash (SHA-256 of the file)" in html
+    for name, digest in files.items():
+        assert f'<td class="hex">{name}</td><td class="hex">{digest}</td>' in html
+
+
+def test_report_has_no_raw_python_data(sealed_ceremony: SealedCeremony) -> None:
+    html = (sealed_ceremony.root / "evidence/report.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", "", html, flags=re.DOTALL))
+    assert not re.search(r"[{\[]'|'[}\]]|\[\]|\bNone\b|\bTrue\b|\bFalse\b", text), re.findall(
+        r".{40}(?:[{\[]'|\[\]|None|True|False).{40}", text
+    )
+    assert "Cryptoki 2.40" in text and "serial 1a2b3c" in text
+    assert "HSM mechanisms 2: CKM_RSA_PKCS_OAEP, CKM_AES_KEY_WRAP_PAD" in " ".join(text.split())
+    # What a witness asks: why a BYOK key is extractable.
+    assert "Required for BYOK: the key may leave the HSM, but only wrapped" in html
 
 
 def test_report_escapes_text(predicate) -> None:

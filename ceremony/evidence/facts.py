@@ -21,7 +21,7 @@ from ceremony.evidence.records import (
     PreflightRecord,
 )
 from ceremony.fingerprint import fingerprint_public_key
-from ceremony.transcript import read_events
+from ceremony.transcript import Event, read_events
 
 # keys/<name>.json; Key Vault key names are letters, digits and dashes, so other records
 # beside it (keys/<name>.import.json, keys/<name>.challenge.json) never match.
@@ -50,6 +50,7 @@ class CeremonyFacts:
     keys: list[KeyFacts] = field(default_factory=list)
     transcript_head: str | None = None
     transcript_events: int = 0
+    events: list[Event] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from types import UnionType
 from typing import Any, ClassVar, Protocol, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from ceremony.errors import UsageError
+from ceremony.strictjson import strict_loads
 
 SCHEMA_VERSION = 1
 AES_KEY_WRAP = "CKM_AES_KEY_WRAP"  # RFC 3394, the vault's name for the AES challenge wrap
@@ -77,7 +78,7 @@ class _Record:
     @classmethod
     def from_json(cls: type[R], content: bytes, source: str = "") -> R:
         try:
-            data = json.loads(content)
+            data = strict_loads(content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _bad(source or cls.kind, "is not JSON") from exc
         return cls.from_dict(data, source)

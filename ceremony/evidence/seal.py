@@ -21,7 +21,8 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, RefusedError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import write_archive
-from ceremony.evidence.facts import read_facts
+from ceremony.evidence.facts import CeremonyFacts, read_facts
+from ceremony.evidence.roster import checkpoint_problem, read_roster
 from ceremony.evidence.secrets import require_no_secrets, scan_files
 from ceremony.evidence.statement import (
     PAYLOAD_TYPE,
@@ -94,6 +95,7 @@ def build_evidence(
     if facts.problems:
         path, problem = next(iter(facts.problems.items()))
         raise RefusedError(f"Refusing to seal: {problem}", f"Repair {path} first.")
+    _require_planned(files, facts, people, quorum)
 
     moment = (ceremony_time or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     sealed_at = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -108,7 +110,10 @@ def build_evidence(
     predicate = build_predicate(
         facts, people, quorum, sealed_at=sealed_at, plan=plan, exceptions=exceptions
     )
-    html = render_report(predicate, signing=[p.name for p in signing_people]).encode()
+    digests = {name: sha256_hex(data) for name, data in files.items()}
+    html = render_report(
+        predicate, signing=[p.name for p in signing_people], files=digests
+    ).encode()
     files[layout.REPORT_HTML] = html
     pdf = render_pdf(html)
     if pdf is not None:
@@ -190,6 +195,26 @@ def _read_subjects(root: Path, secrets: list[bytes | str]) -> dict[str, bytes]:
     files = {name: read_regular(root / name) for name in names}
     require_no_secrets(scan_files(files, secrets))
     return files
+
+
+def _require_planned(
+    files: Mapping[str, bytes], facts: CeremonyFacts, people: list[Person], quorum: Quorum
+) -> None:
+    """Only the plan's people, with the keys checkpoint 00 showed, may seal (the verifier counts
+    no other signature), under the plan's quorum."""
+    try:
+        roster = read_roster(files)
+    except VerificationError as exc:
+        raise RefusedError(f"Refusing to seal: {exc.message}.", exc.remedy) from None
+    problem = checkpoint_problem(roster, facts.events)
+    if problem:
+        raise RefusedError(f"Refusing to seal: {problem}.", "Seal the workspace the runner made.")
+    _, problems = roster.compare(people, quorum)
+    if problems:
+        raise RefusedError(
+            f"Refusing to seal: {problems[0][1]}.",
+            "Seal with the people, public keys and quorum the plan names.",
+        )
 
 
 def _signing_people(people: list[Person], signers: list[Signer]) -> list[Person]:

@@ -17,8 +17,10 @@ from securesystemslib.dsse import Envelope
 
 from ceremony import __version__
 from ceremony.errors import VerificationError
-from ceremony.evidence.facts import CeremonyFacts, public_key_sha256
+from ceremony.evidence.facts import CeremonyFacts
 from ceremony.people import Person, Quorum
+from ceremony.strictjson import strict_loads
+from ceremony.workspace import COMPLETED
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -66,7 +68,6 @@ def build_predicate(
             {
                 "name": p.name,
                 "role": p.role,
-                "key_id": p.key_id,
                 "public_key_sha256": p.fingerprint.hex,
                 "public_key_pem": p.public_key_pem,
                 "signs": bool(p.signer),
@@ -75,15 +76,15 @@ def build_predicate(
         ],
         "quorum": quorum.to_dict(),
         "phases": facts.phases,
-        "kek": {
-            **(facts.kek.to_dict() if facts.kek else {}),
-            "pem_sha256": public_key_sha256(facts.kek_pem),
-        },
+        "kek": facts.kek.to_dict() if facts.kek else {},
         "keys": [_key_entry(k) for k in facts.keys],
         "tools": {**(preflight.tools if preflight else {}), **tool_versions()},
         "hsm": preflight.hsm if preflight else None,
         "wrap_self_test": preflight.self_test if preflight else None,
         "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
+        "checkpoints": [
+            {"phase": e.phase, "head": e.line_sha256} for e in facts.events if e.action == COMPLETED
+        ],
         "exceptions": sorted(
             set(exceptions) | set(preflight.warnings if preflight else []) | _key_exceptions(facts)
         ),
@@ -113,19 +114,30 @@ def envelope_bytes(envelope: Envelope) -> bytes:
 
 
 def parse_envelope(content: bytes, name: str) -> Envelope:
-    """Read an envelope file; VerificationError names it when it is not a DSSE envelope."""
+    """Read an envelope file; VerificationError names it when it is not a DSSE envelope, or not
+    byte for byte the form envelope_bytes() writes (so no duplicated key, extra field or other
+    layout can make another DSSE reader see a different payload)."""
     try:
-        return Envelope.from_dict(json.loads(content))
+        envelope = Envelope.from_dict(strict_loads(content))
     except Exception as exc:  # securesystemslib raises several kinds on malformed input
-        raise VerificationError(f"{name} is not a DSSE envelope ({exc}).", "") from exc
+        raise VerificationError(f"{name} is not a DSSE envelope ({exc}).", "") from None
+    if envelope_bytes(envelope) != content:
+        raise VerificationError(
+            f"{name} is not in the canonical form the ceremony writes (an extra or duplicated "
+            "field, or another layout).",
+            "",
+        )
+    return envelope
 
 
 def parse_statement(payload: bytes, name: str) -> dict[str, Any]:
     """The statement inside an envelope, with its shape checked."""
     try:
-        statement = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise VerificationError(f"{name}: the signed payload is not JSON.", "") from exc
+        statement = strict_loads(payload)
+    except ValueError as exc:
+        raise VerificationError(
+            f"{name}: the signed payload is not plain JSON ({exc}).", ""
+        ) from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise VerificationError(f"{name}: the payload is not an in-toto Statement v1.", "")
     if statement.get("predicateType") != PREDICATE_TYPE:
@@ -161,7 +173,7 @@ def _key_exceptions(facts: CeremonyFacts) -> set[str]:
 def _key_entry(key: Any) -> dict[str, Any]:
     record = key.record.to_dict() if key.record else {"name": key.name}
     record.pop("schema_version", None)
-    entry: dict[str, Any] = {**record, "pem_sha256": public_key_sha256(key.public_pem)}
+    entry: dict[str, Any] = dict(record)
     if key.imported:
         entry["vault_kid"] = key.imported.kid
         entry["proof_method"] = key.imported.proof.get("method")

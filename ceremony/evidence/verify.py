@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +23,18 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_public_key,
 )
+from securesystemslib.dsse import Envelope
 
 from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, UsageError, VerificationError
 from ceremony.evidence import layout
-from ceremony.evidence.archive import parse_archive
+from ceremony.evidence.anchors import Anchors
+from ceremony.evidence.archive import archive_mtime, parse_archive
 from ceremony.evidence.chain import planned_keys, story_gaps
 from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
+from ceremony.evidence.predicate import SealedPredicate
 from ceremony.evidence.records import KekRecord
+from ceremony.evidence.roster import PLAN_FILE, checkpoint_problem, read_roster
 from ceremony.evidence.statement import (
     PAYLOAD_TYPE,
     Subject,
@@ -40,8 +42,11 @@ from ceremony.evidence.statement import (
     parse_statement,
     sha256sums,
 )
-from ceremony.fingerprint import public_key_der
-from ceremony.people import Person, Quorum
+from ceremony.fingerprint import Fingerprint, fingerprint_public_key
+from ceremony.people import Person
+from ceremony.strictjson import strict_loads
+from ceremony.terminal import escape
+from ceremony.workspace import COMPLETED
 
 _KID = re.compile(r"^https://[^/\s]+/keys/[A-Za-z0-9-]+/[A-Za-z0-9]+$")
 _CURVES = {
@@ -87,6 +92,9 @@ class VerifyReport:
     signed_key_ids: list[str] = field(default_factory=list)
     signed_by: list[str] = field(default_factory=list)
     mtime: int = 0
+    rehearsal: bool = False
+    exceptions: list[str] = field(default_factory=list)
+    rests_on: str = ""
 
     @property
     def verified(self) -> bool:
@@ -112,28 +120,42 @@ class VerifyReport:
             "first_failure": self.first_failure,
             "archive_sha256": self.archive_sha256,
             "signed_by": self.signed_by,
+            "rehearsal": self.rehearsal,
+            "exceptions": self.exceptions,
+            "rests_on": self.rests_on,
             "checks": [c.to_dict() for c in self.checks],
         }
 
     def table(self) -> str:
-        """A plain-text table for the terminal and the notebook."""
-        width = max((len(c.subject) for c in self.checks), default=7)
-        width = min(max(width, 7), 48)
+        """A plain-text table for the terminal and the notebook; everything the archive said is
+        escaped, so no member name or field can move the cursor or repaint a line."""
+        rows = [(c.ok, c.check, escape(c.subject), escape(c.detail)) for c in self.checks]
+        width = min(max(max((len(r[2]) for r in rows), default=7), 7), 48)
         lines = [f"{'result':6}  {'check':10}  {'subject':{width}}  detail"]
-        for c in self.checks:
-            lines.append(
-                f"{'ok' if c.ok else 'FAILED':6}  {c.check:10}  {c.subject:{width}}  {c.detail}"
-            )
+        for ok, check, subject, detail in rows:
+            lines.append(f"{'ok' if ok else 'FAILED':6}  {check:10}  {subject:{width}}  {detail}")
         return "\n".join(lines)
 
 
-def verify_path(path: Path | str, *, trusted_keys: Iterable[bytes | str] = ()) -> VerifyReport:
+def verify_path(
+    path: Path | str,
+    *,
+    anchors: Anchors | None = None,
+    trusted_keys: Iterable[bytes | str] = (),
+    production: bool = False,
+) -> VerifyReport:
     """Verify an archive (.tar) or a sealed workspace directory.
 
-    `trusted_keys` (PEM public keys obtained apart from the evidence) restrict whose signatures
-    count. UsageError when the input is unusable (missing, not a tar)."""
+    Only signatures by the keys the sealed plan names count. `anchors` (the reviewed plan,
+    signer keys, the paper record) and `trusted_keys` (PEM public keys obtained apart) narrow
+    that further and are checked too. `production` fails a rehearsal or any recorded exception.
+    UsageError when the input is unusable (missing, not a tar)."""
+    anchors = anchors or Anchors()
+    if trusted_keys:
+        extra = tuple(fingerprint_public_key(k).hex for k in trusted_keys)
+        anchors = replace(anchors, signer_keys=anchors.signer_keys + extra)
     source = Path(path)
-    report = VerifyReport(str(source))
+    report = VerifyReport(str(source), rests_on=anchors.rests_on())
     if source.is_dir():
         files = {name: (source / name).read_bytes() for name in layout.workspace_files(source)}
         report.add("files", source.name or str(source), True, f"{len(files)} files read")
@@ -148,22 +170,40 @@ def verify_path(path: Path | str, *, trusted_keys: Iterable[bytes | str] = ()) -
         except VerificationError as exc:
             report.add("archive", source.name, False, exc.message)
             return report
-        report.add("archive", source.name, True, f"{len(files)} members, sorted, complete")
+        report.mtime = archive_mtime(raw)
+        report.add("archive", source.name, True, f"{len(files)} members, canonical form")
     else:
         raise UsageError(f"{source} does not exist.", "Give the archive or the workspace path.")
-    _verify_files(files, report, [public_key_der(k) for k in trusted_keys])
+    _verify_files(files, report, anchors)
+    if production:
+        _require_production(report)
     return report
 
 
-def _verify_files(files: Mapping[str, bytes], report: VerifyReport, trusted: list[bytes]) -> None:
-    statement = _verify_envelope(files, report, trusted)
-    if statement is None:
+def _verify_files(files: Mapping[str, bytes], report: VerifyReport, anchors: Anchors) -> None:
+    sealed = _read_envelope(files, report)
+    if sealed is None:
         return
-    _verify_subjects(files, statement, report)
+    envelope, statement, predicate = sealed
+    report.rehearsal, report.exceptions = predicate.rehearsal, list(predicate.exceptions)
+    if report.archive_sha256 and report.mtime != predicate.mtime:
+        report.add("archive", "archive times", False, "members are not dated at the sealed time")
+    report.mtime = predicate.mtime
+    _verify_subjects(files, statement, predicate, report)
     facts = read_facts(files)
+    bound = _verify_roster(files, facts, predicate, report)
+    held = (files.get(PLAN_FILE), predicate.people, report.archive_sha256, facts.events)
+    for subject, ok, detail in anchors.check(*held):
+        report.add("anchor", subject, ok, detail)
+    _verify_signatures(envelope, predicate, bound, anchors, report)
+    _verify_signer_files(files, predicate, report)
+    if files.get(layout.STATEMENT) != envelope.payload:
+        report.add("statement", layout.STATEMENT, False, "differs from the signed payload")
+    else:
+        report.add("statement", layout.STATEMENT, True, "equals the signed payload")
     for name, problem in facts.problems.items():
         report.add("record", name, False, problem)
-    _verify_transcript(facts, statement["predicate"], report)
+    _verify_transcript(facts, predicate, report)
     kek_public = _verify_kek(facts, report)
     for key in facts.keys:
         _verify_key(key, facts.kek, kek_public, report)
@@ -185,9 +225,9 @@ def _verify_chains(files: Mapping[str, bytes], facts: CeremonyFacts, report: Ver
         report.add("chain", f"keys/{name}", not gaps, "; ".join(gaps) or whole)
 
 
-def _verify_envelope(
-    files: Mapping[str, bytes], report: VerifyReport, trusted: list[bytes]
-) -> dict[str, Any] | None:
+def _read_envelope(
+    files: Mapping[str, bytes], report: VerifyReport
+) -> tuple[Envelope, dict[str, Any], SealedPredicate] | None:
     if layout.ENVELOPE not in files:
         report.add("envelope", layout.ENVELOPE, False, "missing: the evidence was never sealed")
         return None
@@ -196,20 +236,59 @@ def _verify_envelope(
         if envelope.payload_type != PAYLOAD_TYPE:
             raise VerificationError(f"payload type is {envelope.payload_type!r}", "")
         statement = parse_statement(envelope.payload, layout.ENVELOPE)
-        predicate = statement["predicate"]
-        people = [
-            Person(p["name"], p["role"], p["public_key_pem"], "signs" if p.get("signs") else "")
-            for p in predicate["people"]
-        ]
-        quorum = Quorum.from_dict(predicate["quorum"])
-        report.mtime = _sealed_time(predicate["sealed_at"])
-    except (CeremonyError, KeyError, TypeError) as exc:
-        detail = exc.message if isinstance(exc, CeremonyError) else f"malformed ({exc})"
-        report.add("envelope", layout.ENVELOPE, False, detail)
+        predicate = SealedPredicate.from_dict(statement["predicate"])
+    except CeremonyError as exc:
+        report.add("envelope", layout.ENVELOPE, False, exc.message)
         return None
     report.add("envelope", layout.ENVELOPE, True, f"DSSE, {len(envelope.signatures)} signature(s)")
+    return envelope, statement, predicate
 
-    by_key = {p.key_id: p for p in people}
+
+def _verify_roster(
+    files: Mapping[str, bytes],
+    facts: CeremonyFacts,
+    predicate: SealedPredicate,
+    report: VerifyReport,
+) -> set[str]:
+    """The people the statement names must be the plan's, with the plan's keys, as checkpoint 00
+    showed them; returns the key fingerprints that may sign."""
+    try:
+        roster = read_roster(files)
+    except VerificationError as exc:
+        report.add("roster", PLAN_FILE, False, exc.message)
+        return set()
+    problem = checkpoint_problem(roster, facts.events)
+    report.add(
+        "roster", PLAN_FILE, problem is None, problem or "plan and keys as checkpoint 00 showed"
+    )
+    bound, problems = roster.compare(predicate.people, predicate.quorum)
+    for subject, problem in problems:
+        report.add("roster", subject, False, problem)
+    return bound
+
+
+def _why_not_counted(person: Person, bound: set[str], anchors: Anchors) -> str | None:
+    """Why a valid signature does not count, or None: only the plan's keys count, narrowed by
+    every key source the auditor gave apart."""
+    key = f"{person.name}'s key {person.fingerprint.short[:19]} …"
+    if person.key_id not in bound:
+        return f"{key} is not the key the plan names for {person.name}"
+    reviewed = anchors.reviewed_plan
+    if reviewed and reviewed.keys.get(person.name) != person.key_id:
+        return f"{key} is not the key the reviewed plan names for {person.name}"
+    if anchors.signer_keys and person.key_id not in anchors.signer_keys:
+        return f"{key} is not among the signer keys given apart"
+    return None
+
+
+def _verify_signatures(
+    envelope: Envelope,
+    predicate: SealedPredicate,
+    bound: set[str],
+    anchors: Anchors,
+    report: VerifyReport,
+) -> None:
+    by_key = {p.key_id: p for p in predicate.people}
     pae = envelope.pae()
     valid: list[Person] = []
     for signature in envelope.signatures.values():
@@ -219,7 +298,7 @@ def _verify_envelope(
                 "signature",
                 layout.ENVELOPE,
                 False,
-                f"signature by key {signature.keyid[:16]}… which is not in the plan",
+                f"signature by key {signature.keyid[:16]}… of nobody in the statement",
             )
             continue
         try:
@@ -227,44 +306,55 @@ def _verify_envelope(
         except Exception:  # securesystemslib raises its own VerificationError subclasses
             report.add("signature", layout.ENVELOPE, False, f"{person.name}'s signature is invalid")
             continue
-        if trusted and public_key_der(person.public_key_pem) not in trusted:
-            report.add(
-                "signature",
-                layout.ENVELOPE,
-                False,
-                f"{person.name}'s key {person.fingerprint.short} is not among the trusted keys",
-            )
+        refused = _why_not_counted(person, bound, anchors)
+        if refused:
+            report.add("signature", layout.ENVELOPE, False, f"{refused}: it does not count")
             continue
         valid.append(person)
         report.add(
             "signature",
             layout.ENVELOPE,
             True,
-            f"{person.name} ({person.role}), key {person.fingerprint.hex[:16]}…",
+            f"{person.name} ({person.role}), key {person.fingerprint.short[:19]} …",
         )
     report.signed_key_ids = [p.key_id for p in valid]
     report.signed_by = [p.name for p in valid]
-    result = quorum.evaluate(people, report.signed_key_ids)
-    report.add("quorum", quorum.describe(), result.met, result.describe())
+    result = predicate.quorum.evaluate(predicate.people, report.signed_key_ids)
+    report.add("quorum", predicate.quorum.describe(), result.met, result.describe())
 
-    for person in people:
+
+def _verify_signer_files(
+    files: Mapping[str, bytes], predicate: SealedPredicate, report: VerifyReport
+) -> None:
+    for person in predicate.people:
         name = layout.signer_key_path(person.file_stem)
         pem = files.get(name)
         if pem is None:
             report.add("signer-key", name, False, f"{person.name}'s public key file is missing")
-        elif public_key_sha256(pem) != person.fingerprint.hex:
+        elif public_key_sha256(pem) != person.key_id:
             report.add("signer-key", name, False, f"not the public key {person.name} signed with")
         else:
             report.add("signer-key", name, True, f"{person.name}: {person.fingerprint.short}")
-    if files.get(layout.STATEMENT) != envelope.payload:
-        report.add("statement", layout.STATEMENT, False, "differs from the signed payload")
-    else:
-        report.add("statement", layout.STATEMENT, True, "equals the signed payload")
-    return statement
+
+
+def _require_production(report: VerifyReport) -> None:
+    """--production: a rehearsal, or any recorded exception, is not a production ceremony."""
+    why = (["a rehearsal"] if report.rehearsal else []) + (
+        [f"{len(report.exceptions)} recorded exception(s)"] if report.exceptions else []
+    )
+    report.add(
+        "production",
+        "--production",
+        not why,
+        " and ".join(why) + " in the evidence" if why else "no rehearsal, no exceptions",
+    )
 
 
 def _verify_subjects(
-    files: Mapping[str, bytes], statement: dict[str, Any], report: VerifyReport
+    files: Mapping[str, bytes],
+    statement: dict[str, Any],
+    predicate: SealedPredicate,
+    report: VerifyReport,
 ) -> None:
     subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
     for name, expected in sorted(subjects.items()):
@@ -275,10 +365,8 @@ def _verify_subjects(
             report.add("digest", name, False, "SHA-256 differs from the signed statement")
         else:
             report.add("digest", name, True, f"sha256 {expected[:16]}…")
-    people = statement["predicate"]["people"]
     expected_outputs = {layout.SUMS, layout.STATEMENT, layout.ENVELOPE} | {
-        layout.signer_key_path(Person(p["name"], p["role"], p["public_key_pem"]).file_stem)
-        for p in people
+        layout.signer_key_path(p.file_stem) for p in predicate.people
     }
     for name in sorted(set(files) - set(subjects) - expected_outputs):
         report.add("digest", name, False, "not covered by the signed statement (added)")
@@ -290,16 +378,21 @@ def _verify_subjects(
 
 
 def _verify_transcript(
-    facts: CeremonyFacts, predicate: dict[str, Any], report: VerifyReport
+    facts: CeremonyFacts, predicate: SealedPredicate, report: VerifyReport
 ) -> None:
     if layout.TRANSCRIPT in facts.problems:
         return  # already reported, naming the line
-    recorded = (predicate.get("transcript") or {}).get("head")
+    recorded = predicate.transcript_head
     if facts.transcript_head != recorded:
         report.add("transcript", layout.TRANSCRIPT, False, "its head differs from the signed head")
     else:
         detail = f"{facts.transcript_events} events chained, head {str(recorded)[:16]}…"
         report.add("transcript", layout.TRANSCRIPT, True, detail)
+    for event in facts.events:
+        if event.action == COMPLETED:
+            head = Fingerprint(bytes.fromhex(event.line_sha256))
+            shown = f"head {head.short[:19]} … {' '.join(head.word_list[:4])} …"
+            report.add("checkpoint", f"phase {event.phase}", True, f"{shown}: compare the paper")
 
 
 def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:
@@ -369,7 +462,7 @@ def _check_byok(
     content: bytes, kty: str, size: int | None, kid_expected: str, kek: rsa.RSAPublicKey
 ) -> tuple[bool, str]:
     try:
-        package = json.loads(content)
+        package = strict_loads(content)
         header = package["header"]
         kid, ciphertext = header["kid"], package["ciphertext"]
         fields_ok = (
@@ -516,7 +609,3 @@ def _matches_spec(public: Any, kty: str, size: int | None, curve: str | None) ->
             expected is not None and isinstance(public.curve, expected)
         )
     return False
-
-
-def _sealed_time(text: str) -> int:
-    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())

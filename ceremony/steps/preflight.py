@@ -12,8 +12,9 @@ from importlib import metadata
 from pathlib import Path
 
 from ceremony.canonical import canonical_json, sha256_hex
-from ceremony.checkpoint import CheckpointItem
+from ceremony.checkpoint import PLAN_ITEM, CheckpointItem, signing_key_item
 from ceremony.errors import RefusedError
+from ceremony.evidence.roster import planned_key_path
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
@@ -79,11 +80,10 @@ def preflight(ctx: Context) -> StepResult:
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.write(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
-    items = [CheckpointItem("plan fingerprint (plan.toml, the reviewed plan)", plan.sha256)]
+    items = [CheckpointItem(PLAN_ITEM, plan.sha256)]
     for person in plan.people:
         fp = fingerprint_public_key(person.public_key_pem)
-        label = f"signing key fingerprint of {person.name} ({person.role})"
-        items.append(CheckpointItem(label, fp.hex))
+        items.append(CheckpointItem(signing_key_item(person.name, person.role), fp.hex))
     facts = [
         ("ceremony", f"{plan.ceremony.id}: {plan.ceremony.purpose}"),
         ("mode", ctx.mode),
@@ -125,7 +125,7 @@ def _copy_plan(ctx: Context) -> None:
         return  # the first side's preflight copied them; the binding pins the same plan
     ctx.write("plan.toml", plan.path.read_bytes())
     for person in plan.people:
-        ctx.write(f"people/{person.name}.pub.pem", person.public_key_pem.encode())
+        ctx.write(planned_key_path(person.name), person.public_key_pem.encode())
     for key in plan.keys:
         if key.release_policy is not None:
             ctx.write(f"policies/{key.name}.json", canonical_json(key.release_policy) + b"\n")

@@ -1,0 +1,26 @@
+"""notebook_html: an executed notebook as one self-contained HTML file for the evidence.
+
+Uses nbconvert's JupyterLab export with the project's template, which drops every script the
+stock export loads from a CDN (require.js, MathJax, mermaid, widgets) and embeds images: the
+page opens offline and fetches nothing. Never executes the notebook.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TEMPLATE_DIRS = Path(__file__).resolve().parent.parent / "templates" / "nbconvert"
+TEMPLATE = "ceremony"
+
+
+def render_notebook_html(notebook: bytes) -> bytes:
+    """The HTML of an executed notebook (.ipynb bytes), with nothing loaded from elsewhere."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.reads(notebook.decode("utf-8"), as_version=4)
+    exporter = HTMLExporter(
+        template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATE_DIRS)], embed_images=True
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    return body.encode("utf-8")
