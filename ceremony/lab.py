@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from ceremony.errors import UsageError
-from ceremony.runner import NOTEBOOKS, load_papermill
+from ceremony.resources import notebooks_dir
+from ceremony.runner import load_papermill
 
 LAB_DIR = "lab"
 
@@ -27,7 +28,7 @@ def prepare_notebooks(plan: Path, workspace: Path, mode: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     papermill = load_papermill()
     parameters = {"plan": str(plan.resolve()), "workspace": str(workspace.resolve()), "mode": mode}
-    for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for source in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
         target = folder / source.name
         if not target.exists():
             papermill.execute_notebook(

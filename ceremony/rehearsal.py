@@ -21,9 +21,9 @@ from typing import Any, NoReturn, TextIO
 from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.phases import PHASES, Phase
+from ceremony.resources import templates_dir
 from ceremony.workspace import Workspace
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HSM_TOKEN = "byok-rehearsal"
 KEK_NAME = "byok-kek"
 PEOPLE = (
@@ -124,7 +124,7 @@ def render_plan(values: dict[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

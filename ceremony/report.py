@@ -18,15 +18,15 @@ from markupsafe import Markup
 
 from ceremony import __version__
 from ceremony.fingerprint import Fingerprint
+from ceremony.resources import templates_dir
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def render_report(predicate: Mapping[str, Any], *, signing: Sequence[str]) -> str:
     """The HTML report for a ceremony predicate; `signing` names the people who sign it."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,

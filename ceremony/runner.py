@@ -33,9 +33,9 @@ from ceremony.files import write_new
 from ceremony.kernel import POOL
 from ceremony.phases import PHASES, Phase, select
 from ceremony.plan import Plan, load_plan
+from ceremony.resources import notebook
 from ceremony.workspace import AFTER_SEAL_DIR, COMPLETED, Workspace
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 STAGING_DIR = ".run"
 FAILED = "phase-failed"
 NOTE = "note"
@@ -58,7 +58,6 @@ class RunOptions:
     rehearsal: bool = False
     auto_confirm: bool = False
     qr: bool = True
-    notebooks: Path = NOTEBOOKS
     kernel_env: dict[str, str] = field(default_factory=dict, repr=False)
     # False: kernel_env holds every PIN the kernels get (no environment, no prompts).
     collect_pins: bool = True
@@ -228,7 +227,7 @@ class Runner:
         output.unlink(missing_ok=True)
         try:
             execute_notebook(
-                self.options.notebooks / phase.notebook,
+                notebook(phase.notebook),
                 output,
                 {"plan": str(self.plan.path), "workspace": str(self.ws.root), "mode": self.mode},
                 cwd=self.ws.root,
@@ -374,9 +373,7 @@ def execute_notebook(
     from ceremony.kernel import kernel_config
 
     if not source.exists():
-        raise UsageError(
-            f"Notebook {source} is missing.", "Run from a complete checkout of the workbook."
-        )
+        raise UsageError(f"Notebook {source} is missing.", "Give the path of an existing notebook.")
     logger = logging.getLogger("papermill")
     handler = _OutputLog(out)
     logger.addHandler(handler)

@@ -94,10 +94,13 @@ def plan_check(args: argparse.Namespace) -> int:
 
 def list_phases(args: argparse.Namespace) -> int:
     from ceremony.phases import PHASES, SIDES
+    from ceremony.resources import notebooks_dir, templates_dir
 
     for phase in PHASES:
         print(f"{phase.title:12} on {SIDES[phase.side]}")
         print(f"{'':12} {phase.purpose}; leaves {', '.join(phase.leaves)}")
+    print(f"\nNotebooks: {notebooks_dir()}")
+    print(f"Plan template: {templates_dir() / 'plan.example.toml'}")
     return 0
 
 
@@ -123,7 +126,7 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 def open_lab(args: argparse.Namespace) -> int:
     from ceremony.lab import lab_command, prepare_notebooks
-    from ceremony.runner import NOTEBOOKS
+    from ceremony.resources import notebooks_dir
 
     if args.plan is not None:
         if args.workspace is None:
@@ -132,7 +135,7 @@ def open_lab(args: argparse.Namespace) -> int:
             args.plan, args.workspace, "rehearsal" if args.rehearsal else "ceremony"
         )
     else:
-        folder = args.dir or NOTEBOOKS
+        folder = args.dir or notebooks_dir()
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a directory.", "Give the folder with the notebooks.")
     print(
