@@ -19,6 +19,7 @@ from markupsafe import Markup
 from ceremony import __version__
 from ceremony.fingerprint import Fingerprint
 from ceremony.resources import templates_dir
+from ceremony.software import Software
 
 _CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -45,6 +46,7 @@ def render_report(predicate: Mapping[str, Any], *, signing: Sequence[str]) -> st
             for person in predicate.get("people", [])
         ],
         head=_fingerprint_view((predicate.get("transcript") or {}).get("head")),
+        software=[_software_view(side) for side in predicate.get("software", [])],
         version=__version__,
     )
 
@@ -85,6 +87,19 @@ def render_pdf(html: bytes) -> bytes | None:
             check=False,
         )
         return target.read_bytes() if target.exists() else None
+
+
+def _software_view(side: Mapping[str, Any]) -> dict[str, Any]:
+    """One side's software entry, with its installation in words and its identity's fingerprint."""
+    try:
+        software = Software.from_dict(dict(side))
+    except (KeyError, TypeError, ValueError):
+        return {**side, "installed_as": "(not recorded)", "fp": None}
+    return {
+        **side,
+        "installed_as": software.installed_as(),
+        "fp": _fingerprint_view(software.digest),
+    }
 
 
 def _fingerprint_view(hex_digest: str | None) -> dict[str, Any] | None:

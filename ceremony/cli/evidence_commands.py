@@ -79,6 +79,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"\narchive sha256: {report.archive_sha256}")
         if report.verified:
             print(f"VERIFIED: signed by {', '.join(report.signed_by)}.")
+            for flag in report.flags:
+                print(f"FLAG: {flag}")
         else:
             print(f"NOT VERIFIED: {report.first_failure}", file=sys.stderr)
     return 0 if report.verified else 1

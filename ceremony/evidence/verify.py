@@ -30,7 +30,14 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import CeremonyError, UsageError, VerificationError
 from ceremony.evidence import layout
 from ceremony.evidence.archive import parse_archive
-from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
+from ceremony.evidence.facts import (
+    CeremonyFacts,
+    KeyFacts,
+    public_key_sha256,
+    read_facts,
+    sides,
+    software_disagreements,
+)
 from ceremony.evidence.records import KekRecord
 from ceremony.evidence.statement import (
     PAYLOAD_TYPE,
@@ -65,15 +72,27 @@ _PROOF_HASHES = {
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the verification table."""
+    """One line of the verification table. A flag is for the auditor's attention: it holds, but
+    is not as it should be (two sides that ran different software); it does not fail the archive."""
 
     check: str
     subject: str
     ok: bool
     detail: str
+    flag: bool = False
+
+    @property
+    def result(self) -> str:
+        return "FAILED" if not self.ok else "FLAG" if self.flag else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "subject": self.subject, "ok": self.ok, "detail": self.detail}
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "ok": self.ok,
+            "flag": self.flag,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -85,6 +104,7 @@ class VerifyReport:
     archive_sha256: str | None = None
     signed_key_ids: list[str] = field(default_factory=list)
     signed_by: list[str] = field(default_factory=list)
+    software: list[dict[str, Any]] = field(default_factory=list)  # each side's, in full
     mtime: int = 0
 
     @property
@@ -100,8 +120,12 @@ class VerifyReport:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def add(self, check: str, subject: str, ok: bool, detail: str) -> bool:
-        self.checks.append(Check(check, subject, ok, detail))
+    @property
+    def flags(self) -> list[str]:
+        return [c.detail for c in self.checks if c.ok and c.flag]
+
+    def add(self, check: str, subject: str, ok: bool, detail: str, *, flag: bool = False) -> bool:
+        self.checks.append(Check(check, subject, ok, detail, flag))
         return ok
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +135,8 @@ class VerifyReport:
             "first_failure": self.first_failure,
             "archive_sha256": self.archive_sha256,
             "signed_by": self.signed_by,
+            "flags": self.flags,
+            "software": self.software,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -120,9 +146,7 @@ class VerifyReport:
         width = min(max(width, 7), 48)
         lines = [f"{'result':6}  {'check':10}  {'subject':{width}}  detail"]
         for c in self.checks:
-            lines.append(
-                f"{'ok' if c.ok else 'FAILED':6}  {c.check:10}  {c.subject:{width}}  {c.detail}"
-            )
+            lines.append(f"{c.result:6}  {c.check:10}  {c.subject:{width}}  {c.detail}")
         return "\n".join(lines)
 
 
@@ -163,6 +187,7 @@ def _verify_files(files: Mapping[str, bytes], report: VerifyReport, trusted: lis
     for name, problem in facts.problems.items():
         report.add("record", name, False, problem)
     _verify_transcript(facts, statement["predicate"], report)
+    _verify_software(facts, report)
     kek_public = _verify_kek(facts, report)
     for key in facts.keys:
         _verify_key(key, facts.kek, kek_public, report)
@@ -283,6 +308,25 @@ def _verify_transcript(
     else:
         detail = f"{facts.transcript_events} events chained, head {str(recorded)[:16]}…"
         report.add("transcript", layout.TRANSCRIPT, True, detail)
+
+
+def _verify_software(facts: CeremonyFacts, report: VerifyReport) -> None:
+    """Show the software each side ran; flag sides that ran different software, or recorded none.
+
+    What a side recorded is its own account (signed with the rest), not proof: the auditor compares
+    the identities with those written down when the software was carried to each machine."""
+    found = sides(facts)
+    for side in found:
+        report.software.append(
+            {"record": side.record_name, "host": side.host, "with_hsm": side.with_hsm,
+             "software": side.software.to_dict() if side.software else None}
+        )  # fmt: skip
+        if side.software is not None:
+            report.add(
+                "software", side.record_name, True, f"{side.host}: {side.software.summary()}"
+            )
+    for line in software_disagreements(found):
+        report.add("software", "sides", True, line, flag=True)
 
 
 def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from importlib import metadata
 from pathlib import Path
 
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.checkpoint import CheckpointItem
 from ceremony.fingerprint import fingerprint_public_key
+from ceremony.software import Software, running_software
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
 
@@ -30,14 +30,11 @@ DISTRIBUTIONS = (
 )
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(software: Software) -> dict[str, str]:
     """Versions of Python and of every library the ceremony's result depends on."""
     versions = {"python": platform.python_version()}
     for name in DISTRIBUTIONS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+        versions[name] = software.distributions.get(name, "not installed")
     return versions
 
 
@@ -72,12 +69,22 @@ def preflight(ctx: Context) -> StepResult:
         "platform": platform.platform(),
         "clock_utc": now.isoformat(timespec="seconds"),
     }
-    record = PreflightRecord(tool_versions(), host, hsm, self_test, ctx.rehearsal, warnings)
+    software = running_software()
+    warnings += software.warnings(rehearsal=ctx.rehearsal)
+    record = PreflightRecord(
+        tool_versions(software), host, hsm, self_test, ctx.rehearsal, warnings, software.to_dict()
+    )
     name = "preflight.json" if not ctx.workspace.exists("preflight.json") else None
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.workspace.write_new(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
     items = [CheckpointItem("plan.toml (the reviewed plan)", plan.sha256)]
+    if software.digest:
+        what = (
+            "offline bundle (SHA-256 of its SHA256SUMS)" if software.kind == "bundle" else "wheel"
+        )
+        label = f"software: byok-ceremony {software.version}, {what}"
+        items.append(CheckpointItem(label, software.digest))
     for person in plan.people:
         fp = fingerprint_public_key(person.public_key_pem)
         items.append(CheckpointItem(f"signing key of {person.name} ({person.role})", fp.hex))
@@ -85,6 +92,7 @@ def preflight(ctx: Context) -> StepResult:
         ("ceremony", f"{plan.ceremony.id}: {plan.ceremony.purpose}"),
         ("mode", ctx.mode),
         ("host", f"{host['hostname']} ({host['platform']}), clock {host['clock_utc']}"),
+        ("software", software.summary()),
         ("vault", f"{plan.vault.url} ({plan.vault.flavour})"),
         ("keys", ", ".join(f"{k.name} ({k.spec.describe()})" for k in plan.keys)),
         ("quorum", ", ".join(f"{n} {role}" for role, n in plan.quorum.items())),
