@@ -136,7 +136,7 @@ def normalize(name: str) -> str:
 def install_identity() -> dict[str, Any]:
     """How this package was installed, and what names that installation."""
     if (PACKAGE.parent / "pyproject.toml").is_file():  # a source tree, editable or not
-        return _checkout(PACKAGE.parent)
+        return {"kind": "checkout", **checkout_state(PACKAGE.parent)}
     dist = _own_distribution()
     if dist is None:
         return {"kind": "unknown"}
@@ -234,9 +234,10 @@ def write_bundle_marker(bundle: dict[str, Any], identity: str) -> Path:
     return path
 
 
-def _checkout(root: Path) -> dict[str, Any]:
-    """A source tree: its git commit and whether it differs from that commit."""
-    identity: dict[str, Any] = {"kind": "checkout", "path": str(root), "commit": None}
+def checkout_state(root: Path) -> dict[str, Any]:
+    """A source tree: its path, git commit and whether it differs from that commit (None, with
+    git's answer, when git cannot tell)."""
+    identity: dict[str, Any] = {"path": str(root), "commit": None}
     commit = _git(root, "rev-parse", "HEAD")
     status = _git(root, "status", "--porcelain") if commit.ok else commit
     if commit.ok and status.ok:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ceremony.software import checkout_state, normalize  # stdlib only, like this module
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "byok-ceremony"
 INSTALL_SCRIPT = Path(__file__).resolve().parent / "install.sh"
@@ -88,12 +90,8 @@ def _git(*args: str) -> str | None:
 
 def source_state() -> dict[str, object]:
     """The git commit the source is at, and whether it has uncommitted changes (None: no git)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain") if commit else None
-    return {
-        "source_commit": commit.strip() if commit else None,
-        "source_dirty": bool(status.strip()) if status is not None else None,
-    }
+    state = checkout_state(ROOT)
+    return {"source_commit": state["commit"], "source_dirty": state["dirty"]}
 
 
 def source_date_epoch() -> int:
@@ -171,7 +169,7 @@ def collect_wheels(project_wheel: Path, wheels: Path) -> list[Path]:
 def wheel_name_version(wheel: Path) -> tuple[str, str]:
     """A wheel file's distribution name (PEP 503 form) and version, from its file name."""
     name, version_text = wheel.name.split("-")[:2]
-    return re.sub(r"[-_.]+", "-", name).lower(), version_text
+    return normalize(name), version_text
 
 
 def python_minimum(wheels: list[Path]) -> str:
