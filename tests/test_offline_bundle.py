@@ -31,14 +31,18 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-def _no_network_namespace() -> str | None:
-    """Why commands cannot run in a network namespace without network here, or None if they can."""
+def _no_network() -> list[str]:
+    """The command prefix that runs a command in a new network namespace with no network: as
+    root `unshare -n`, else in a user namespace of its own; pytest.skip (reason printed) if none."""
     if shutil.which("unshare") is None:
-        return "unshare (util-linux) is not installed"
-    done = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return f"unshare -n is not permitted here ({done.stderr.strip() or done.returncode})"
-    return None
+        pytest.skip("no network namespace to install in: unshare (util-linux) is not installed")
+    problems = []
+    for prefix in (["unshare", "-n"], ["unshare", "-r", "-n"]):
+        done = subprocess.run([*prefix, "true"], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return prefix
+        problems.append(f"{' '.join(prefix)}: {done.stderr.strip() or done.returncode}")
+    pytest.skip(f"no network namespace to install in ({'; '.join(problems)})")
 
 
 def _hostile_pip_config(base: Path) -> dict[str, str]:
@@ -114,16 +118,14 @@ def test_the_project_wheel_is_reproducible_and_carries_the_workbook(bundle, tmp_
 
 
 def test_the_bundle_installs_offline_and_rehearses_outside_the_checkout(bundle, tmp_path) -> None:
-    why = _no_network_namespace()
-    if why:
-        pytest.skip(f"no network namespace to install in: {why}")
+    no_network = _no_network()
     identity = hashlib.sha256((bundle / "SHA256SUMS").read_bytes()).hexdigest()
     env = _hostile_pip_config(tmp_path / "config")
     target = tmp_path / "installed"
     elsewhere = tmp_path / "elsewhere-cwd"
     elsewhere.mkdir()
     done = subprocess.run(
-        ["unshare", "-n", "sh", str(bundle / "install.sh"), str(target)],
+        [*no_network, "sh", str(bundle / "install.sh"), str(target)],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -140,7 +142,7 @@ def test_the_bundle_installs_offline_and_rehearses_outside_the_checkout(bundle, 
 
     out = tmp_path / "rehearsal"
     rehearsed = subprocess.run(
-        ["unshare", "-n", str(target / "bin/python"), "-I", "-c", LOOPBACK_UP, ceremony,
+        [*no_network, str(target / "bin/python"), "-I", "-c", LOOPBACK_UP, ceremony,
          "rehearse", "--out", str(out)],
         cwd=elsewhere, env={**run_env, **PINS}, capture_output=True, text=True, check=False,
         timeout=900,
