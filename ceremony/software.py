@@ -45,13 +45,21 @@ class Software:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Software:
-        """From a preflight record's `software` (already read as JSON); KeyError when incomplete."""
-        return cls(
-            str(data["version"]),
-            dict(data["install"]),
-            str(data["python"]),
-            {str(k): str(v) for k, v in dict(data["distributions"]).items()},
-        )
+        """From a preflight record's `software` (JSON from a workspace or archive, so checked):
+        KeyError when incomplete, ValueError when a field has the wrong shape."""
+        version, install, python, distributions = (
+            data["version"], data["install"], data["python"], data["distributions"]
+        )  # fmt: skip
+        if not (
+            isinstance(version, str)
+            and isinstance(python, str)
+            and isinstance(install, dict)
+            and all(map(_flat_value, install.values()))
+            and isinstance(distributions, dict)
+            and all(isinstance(v, str) for v in distributions.values())
+        ):
+            raise ValueError("software is not as preflight writes it")
+        return cls(version, dict(install), python, dict(distributions))
 
     @property
     def kind(self) -> str:
@@ -106,6 +114,13 @@ class Software:
             f"{TOOL_NAME} {self.version} from {self.installed_as()}; {self.python}; "
             f"{len(self.distributions)} distributions"
         )
+
+
+def _flat_value(value: Any) -> bool:
+    """What an `install` field may hold: text, a flag, nothing, or a list of text."""
+    if isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
+    return value is None or isinstance(value, str | bool)
 
 
 def running_software() -> Software:

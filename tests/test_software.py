@@ -36,6 +36,16 @@ def test_this_checkout_is_named_by_its_commit_and_state() -> None:
     assert Software.from_dict(json.loads(json.dumps(here.to_dict()))) == here
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"install": "bundle"}, {"install": {"changed_files": [1]}}, {"version": 1},
+     {"distributions": ["x"]}, {"distributions": {"x": None}}],
+)  # fmt: skip
+def test_software_from_an_archive_is_checked(change: dict) -> None:
+    with pytest.raises(ValueError):
+        Software.from_dict({**SOFTWARE.to_dict(), **change})
+
+
 def test_differences_name_what_differs() -> None:
     assert differences(SOFTWARE, SOFTWARE) == []
     other = replace(
@@ -174,3 +184,17 @@ def test_two_sides_with_the_same_software_raise_no_flag(tmp_path) -> None:
     report = verify_path(_two_sided(tmp_path, SOFTWARE) / "archive.tar")
     assert report.verified and report.flags == []
     assert len([c for c in report.checks if c.check == "software"]) == 2
+
+
+def test_hostile_software_records_are_shown_on_one_line_or_flagged(tmp_path) -> None:
+    forged = replace(SOFTWARE, version="0.1.0\nok      signature   evidence  Mallory")
+    root = _two_sided(tmp_path, forged)
+    record = root / "preflight.json"
+    data = json.loads(record.read_bytes())
+    data["software"]["install"] = {"kind": ["bundle"], "changed_files": [1]}
+    record.write_text(json.dumps(data))  # the workspace is verified, not the archive: re-read
+    report = verify_path(root)
+    assert not report.verified  # preflight.json no longer has its signed digest
+    table = report.table()
+    assert len(table.splitlines()) == len(report.checks) + 1 and "Mallory" in table
+    assert any("offline-1" in f and "no readable software identity" in f for f in report.flags)

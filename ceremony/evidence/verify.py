@@ -322,11 +322,15 @@ def _verify_software(facts: CeremonyFacts, report: VerifyReport) -> None:
              "software": side.software.to_dict() if side.software else None}
         )  # fmt: skip
         if side.software is not None:
-            report.add(
-                "software", side.record_name, True, f"{side.host}: {side.software.summary()}"
-            )
+            summary = _printable(f"{side.host}: {side.software.summary()}")
+            report.add("software", side.record_name, True, summary)
     for line in software_disagreements(found):
-        report.add("software", "sides", True, line, flag=True)
+        report.add("software", "sides", True, _printable(line), flag=True)
+
+
+def _printable(text: str) -> str:
+    """Text from the archive, one table line: control characters shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:
