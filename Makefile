@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := softhsm2 opensc
 
-.PHONY: all system-deps venv test lint format rehearsal bench lab clean
+.PHONY: all system-deps venv test lint format rehearsal bench lab bundle clean
 
 all: test
 
@@ -64,5 +64,11 @@ bench: venv
 lab: venv
 	$(BIN)/ceremony lab
 
+# The offline bundle: dist/byok-ceremony-<version>-offline.tar, for a machine with no network
+# (README: "Installing on the offline machine"). DEBS=1 adds the Debian packages for SoftHSM2,
+# OpenSC and python3-venv.
+bundle: venv
+	$(BIN)/python -m offline.build --out dist $(if $(filter 1 yes true,$(DEBS)),--debs)
+
 clean:
-	rm -rf $(VENV) rehearsal bench/out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) rehearsal bench/out dist build .pytest_cache .ruff_cache *.egg-info

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from ceremony.errors import UsageError
-from ceremony.runner import NOTEBOOKS, load_papermill
+from ceremony.resources import notebooks_dir
+from ceremony.runner import load_papermill
 
 # An air-gapped machine has no internet to ask: no news feed, update check or extension index.
 OFFLINE = (
@@ -34,7 +35,7 @@ def prepare_notebooks(plan: Path, workspace: Path, mode: str, folder: Path) -> P
     folder.mkdir(mode=0o700)
     papermill = load_papermill()
     parameters = {"plan": str(plan.resolve()), "workspace": str(workspace.resolve()), "mode": mode}
-    for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for source in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
         papermill.execute_notebook(
             str(source),
             str(folder / source.name),

@@ -22,7 +22,7 @@ from types import FrameType
 from ceremony.kernel import SAFE_IMPORTS
 from ceremony.kernel_launcher import launch_command
 from ceremony.lab import lab_command
-from ceremony.runner import NOTEBOOKS
+from ceremony.resources import notebooks_dir
 
 READING_COPY = "notebooks"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -32,7 +32,7 @@ STOP_GRACE = 10.0  # seconds JupyterLab gets to shut its kernels down before the
 def reading_copy(into: Path) -> Path:
     """A read-only copy of the workbook's notebooks in INTO: reading never edits the checkout."""
     folder = into / READING_COPY
-    shutil.copytree(NOTEBOOKS, folder, ignore=shutil.ignore_patterns(".*"))
+    shutil.copytree(notebooks_dir(), folder, ignore=shutil.ignore_patterns(".*"))
     for path in folder.rglob("*"):
         path.chmod(stat.S_IRUSR | (stat.S_IXUSR if path.is_dir() else 0))
     folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
@@ -46,7 +46,7 @@ class _Stopped(Exception):
 
 
 def run_lab(notebooks: Callable[[Path], Path] = reading_copy) -> int:
-    """JupyterLab on the notebooks that NOTEBOOKS writes into the lab's private folder (default:
+    """JupyterLab on the notebooks that `notebooks` writes into the lab's private folder (default:
     a read-only copy of the workbook's), until it exits or this process is told to stop (TERM,
     HUP, INT): then JupyterLab and every kernel it started are stopped, and the private folder,
     with the notebooks and the kernels' sockets, is removed. It never opens a notebook it did

@@ -25,9 +25,9 @@ from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.files import write_new
 from ceremony.phases import PHASES, Phase
 from ceremony.pins import SO_PIN, USER_PIN
+from ceremony.resources import templates_dir
 from ceremony.workspace import Workspace
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HSM_TOKEN = "byok-rehearsal"
 KEK_NAME = "byok-kek"
 PIN_FILE = "rehearsal-pins.json"  # beside the workspace: generated PINs of the throwaway tokens
@@ -125,7 +125,7 @@ def render_plan(values: dict[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(templates_dir()),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,

@@ -18,8 +18,9 @@ from markupsafe import Markup
 
 from ceremony import __version__
 from ceremony.fingerprint import Fingerprint
+from ceremony.resources import templates_dir
+from ceremony.software import Software
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -54,6 +55,7 @@ def render_report(
         self_test=self_test_rows(predicate.get("wrap_self_test") or {}),
         tools=[(name, plain(value)) for name, value in sorted(predicate.get("tools", {}).items())],
         files=sorted((files or {}).items()),
+        software=[_software_view(side) for side in predicate.get("software", [])],
         version=__version__,
     )
 
@@ -61,7 +63,7 @@ def render_report(
 def environment() -> Environment:
     """The Jinja2 environment for the project's HTML templates (autoescaped, strict)."""
     return Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(["html", "j2"]),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
@@ -104,6 +106,19 @@ def render_pdf(html: bytes) -> bytes | None:
             check=False,
         )
         return target.read_bytes() if target.exists() else None
+
+
+def _software_view(side: Mapping[str, Any]) -> dict[str, Any]:
+    """One side's software entry, with its installation in words and its identity's fingerprint."""
+    try:
+        software = Software.from_dict(dict(side))
+    except (KeyError, TypeError, ValueError):
+        return {**side, "installed_as": "(not recorded)", "fp": None}
+    return {
+        **side,
+        "installed_as": software.installed_as(),
+        "fp": fingerprint_view(software.digest),
+    }
 
 
 def fingerprint_view(hex_digest: str | None) -> dict[str, Any] | None:

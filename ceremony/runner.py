@@ -39,10 +39,10 @@ from ceremony.ledger import NOTEBOOK_KEPT
 from ceremony.phases import PHASES, Phase, select
 from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import Plan, load_plan
+from ceremony.resources import notebook
 from ceremony.steps.context import REFUSED
 from ceremony.workspace import COMPLETED, Workspace
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FAILED = "phase-failed"
 NOTE = "note"
 HSM_PHASES = ("00", "02", "03")
@@ -64,7 +64,6 @@ class RunOptions:
     rehearsal: bool = False
     auto_confirm: bool = False
     qr: bool = True
-    notebooks: Path = NOTEBOOKS
     kernel_env: dict[str, str] = field(default_factory=dict, repr=False)
     # False: kernel_env holds every PIN the kernels get (no environment, no prompts).
     collect_pins: bool = True
@@ -297,7 +296,7 @@ class Runner:
         output.unlink(missing_ok=True)
         try:
             execute_notebook(
-                self.options.notebooks / phase.notebook,
+                notebook(phase.notebook),
                 output,
                 {"plan": str(self.plan.path), "workspace": str(self.ws.root), "mode": self.mode},
                 cwd=kernel_home(),
@@ -453,9 +452,7 @@ def execute_notebook(
     from ceremony.kernel import kernel_config
 
     if not source.exists():
-        raise UsageError(
-            f"Notebook {source} is missing.", "Run from a complete checkout of the workbook."
-        )
+        raise UsageError(f"Notebook {source} is missing.", "Give the path of an existing notebook.")
     logger = logging.getLogger("papermill")
     handler = _OutputLog(out)
     logger.addHandler(handler)

@@ -31,11 +31,20 @@ from ceremony.evidence.records import (
 from ceremony.fingerprint import fingerprint_public_key
 from ceremony.people import Person, Quorum
 from ceremony.signers import create_file_signing_key
+from ceremony.software import Software
 from ceremony.transcript import Transcript
 
 CEREMONY_TIME = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 KEK_KID = "https://contoso-byok.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef"
 PIN = "custodian-pin-7319"
+# What the offline side's preflight records of its software: installed from an offline bundle.
+SOFTWARE = Software(
+    version="0.1.0",
+    install={"kind": "bundle", "bundle_sha256": "5a" * 32, "changed_files": [],
+             "wheel": "byok_ceremony-0.1.0-py3-none-any.whl", "wheel_sha256": "b1" * 32},
+    python="CPython 3.11.2",
+    distributions={"byok-ceremony": "0.1.0", "cryptography": "44.0.1", "python-pkcs11": "0.10.1"},
+)  # fmt: skip
 
 
 @dataclass
@@ -114,6 +123,7 @@ def make_workspace(
         warnings=["Rehearsal: SoftHSM2 zero-pads wrapped keys (fixed in 2.7.0)."]
         if rehearsal
         else [],
+        software=SOFTWARE.to_dict(),
     )
     _write(root / "preflight.json", preflight.to_json())
     transcript.append("00-preflight", "administrator", "preflight recorded", {"rehearsal": True})

@@ -31,6 +31,7 @@ def test_report_shows_every_fingerprint(sealed_ceremony: SealedCeremony, predica
     fingerprints = [predicate["kek"]["public_key_sha256"], predicate["transcript"]["head"]]
     fingerprints += [k["public_key_sha256"] for k in predicate["keys"] if k["public_key_sha256"]]
     fingerprints += [p.fingerprint.hex for p in sealed_ceremony.people]
+    fingerprints += [s["install"]["bundle_sha256"] for s in predicate["software"]]  # each side's
     for digest in fingerprints:
         fp = Fingerprint.parse(digest)
         assert fp.short in html and fp.words in html

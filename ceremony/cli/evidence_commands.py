@@ -129,6 +129,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"EXCEPTION: {escape(exception)}")
     if report.verified:
         print(f"VERIFIED: signed by {escape(', '.join(report.signed_by))}.")
+        for flag in report.flags:
+            print(f"FLAG: {escape(flag)}")
     else:
         print(f"NOT VERIFIED: {escape(report.first_failure or '')}")
     print(report.rests_on)

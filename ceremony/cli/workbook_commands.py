@@ -111,10 +111,13 @@ def plan_check(args: argparse.Namespace) -> int:
 
 def list_phases(args: argparse.Namespace) -> int:
     from ceremony.phases import PHASES, SIDES
+    from ceremony.resources import notebooks_dir, templates_dir
 
     for phase in PHASES:
         print(f"{phase.title:12} on {SIDES[phase.side]}")
         print(f"{'':12} {phase.purpose}; leaves {', '.join(phase.leaves)}")
+    print(f"\nNotebooks: {notebooks_dir()}")
+    print(f"Plan template: {templates_dir() / 'plan.example.toml'}")
     return 0
 
 

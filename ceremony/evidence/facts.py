@@ -21,11 +21,14 @@ from ceremony.evidence.records import (
     PreflightRecord,
 )
 from ceremony.fingerprint import fingerprint_public_key
+from ceremony.software import Software, differences
 from ceremony.transcript import Event, read_events
 
 # keys/<name>.json; Key Vault key names are letters, digits and dashes, so other records
 # beside it (keys/<name>.import.json, keys/<name>.challenge.json) never match.
 _KEY_RECORD = re.compile(r"^keys/([A-Za-z0-9-]+)\.json$")
+# preflight.json from the first side, preflight-<host>-<time>.json from each side after it.
+_PREFLIGHT_RECORD = re.compile(r"^preflight(-[A-Za-z0-9_-]+)?\.json$")
 
 
 @dataclass
@@ -44,7 +47,8 @@ class KeyFacts:
 class CeremonyFacts:
     """The records found, and the problems met while reading them (file name -> message)."""
 
-    preflight: PreflightRecord | None = None
+    preflight: PreflightRecord | None = None  # the first side's (preflight.json)
+    preflights: dict[str, PreflightRecord] = field(default_factory=dict)  # every side's, by file
     kek: KekRecord | None = None
     kek_pem: bytes | None = None
     keys: list[KeyFacts] = field(default_factory=list)
@@ -56,6 +60,57 @@ class CeremonyFacts:
     problems: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of the ceremony as its preflight recorded it: where, and with what software."""
+
+    record_name: str
+    host: str
+    with_hsm: bool
+    software: Software | None  # None: the record has none, or one that cannot be read
+
+    @property
+    def label(self) -> str:
+        return f"{self.host} ({'with' if self.with_hsm else 'without'} the HSM, {self.record_name})"
+
+
+def preflight_names(files: Mapping[str, bytes]) -> list[str]:
+    """Preflight records: the first side's preflight.json first, then each further side's."""
+    first = WORKSPACE_FILES["preflight"]
+    return sorted(filter(_PREFLIGHT_RECORD.match, files), key=lambda n: (n != first, n))
+
+
+def sides(facts: CeremonyFacts) -> list[Side]:
+    """Each side that recorded a preflight, in the order of preflight_names."""
+    found = []
+    for name, record in facts.preflights.items():
+        try:
+            software = Software.from_dict(record.software) if record.software else None
+        except (KeyError, TypeError, ValueError):
+            software = None
+        host = str(record.host.get("hostname", "?"))
+        found.append(Side(name, host, bool(record.hsm), software))
+    return found
+
+
+def software_disagreements(found: list[Side]) -> list[str]:
+    """Sides that ran different software than the first side, or recorded none, one line each."""
+    if not found:
+        return []
+    first, lines = found[0], []
+    for side in found:
+        if side.software is None:
+            lines.append(f"{side.label} recorded no readable software identity")
+    for side in found[1:]:
+        if first.software is not None and side.software is not None:
+            differ = differences(first.software, side.software)
+            if differ:
+                lines.append(
+                    f"{first.label} and {side.label} ran different software: {'; '.join(differ)}"
+                )
+    return lines
+
+
 def key_names(files: Mapping[str, bytes]) -> list[str]:
     """Target key names: one per keys/<name>.json (not counting the other records)."""
     return sorted({m.group(1) for m in map(_KEY_RECORD.match, files) if m})
@@ -64,7 +119,11 @@ def key_names(files: Mapping[str, bytes]) -> list[str]:
 def read_facts(files: Mapping[str, bytes]) -> CeremonyFacts:
     """Parse every known record present; a record that does not parse becomes a problem."""
     facts = CeremonyFacts()
-    facts.preflight = _load(facts, files, WORKSPACE_FILES["preflight"], PreflightRecord)
+    for name in preflight_names(files):
+        record = _load(facts, files, name, PreflightRecord)
+        if record is not None:
+            facts.preflights[name] = record
+    facts.preflight = facts.preflights.get(WORKSPACE_FILES["preflight"])
     facts.kek = _load(facts, files, WORKSPACE_FILES["kek"], KekRecord)
     facts.kek_pem = files.get(WORKSPACE_FILES["kek_pem"])
     for name in key_names(files):

@@ -210,7 +210,8 @@ PROOF_SHAPES = {
 
 @dataclass(frozen=True)
 class PreflightRecord(_Record):
-    """preflight.json: tools, host, HSM and self-test as found before anything was done."""
+    """preflight.json (and preflight-<host>-<time>.json for each further side): the software,
+    host, HSM and self-test as found before anything was done."""
 
     kind: ClassVar[str] = "preflight.json"
     tools: dict[str, str]  # name -> version (python, ceremony, cryptography, softhsm2 ...)
@@ -219,6 +220,7 @@ class PreflightRecord(_Record):
     self_test: dict[str, Any] | None  # WrapSelfTest.to_dict()
     rehearsal: bool
     warnings: list[str] = field(default_factory=list)  # e.g. require_conformant() warnings
+    software: dict[str, Any] = field(default_factory=dict)  # ceremony.software.Software.to_dict()
 
 
 @dataclass(frozen=True)

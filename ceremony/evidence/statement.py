@@ -17,7 +17,7 @@ from securesystemslib.dsse import Envelope
 
 from ceremony import __version__
 from ceremony.errors import VerificationError
-from ceremony.evidence.facts import CeremonyFacts
+from ceremony.evidence.facts import CeremonyFacts, sides, software_disagreements
 from ceremony.people import Person, Quorum
 from ceremony.strictjson import strict_loads
 from ceremony.workspace import COMPLETED
@@ -60,6 +60,8 @@ def build_predicate(
 ) -> dict[str, Any]:
     """The ceremony as recorded: who, which keys, with what, and what went differently."""
     preflight = facts.preflight
+    found = sides(facts)
+    warnings = {w for record in facts.preflights.values() for w in record.warnings}
     return {
         "sealed_at": sealed_at,
         "rehearsal": bool(preflight and preflight.rehearsal),
@@ -79,6 +81,15 @@ def build_predicate(
         "kek": facts.kek.to_dict() if facts.kek else {},
         "keys": [_key_entry(k) for k in facts.keys],
         "tools": {**(preflight.tools if preflight else {}), **tool_versions()},
+        "software": [
+            {
+                "record": side.record_name,
+                "host": side.host,
+                "with_hsm": side.with_hsm,
+                **(side.software.to_dict() if side.software else {}),
+            }
+            for side in found
+        ],
         "hsm": preflight.hsm if preflight else None,
         "wrap_self_test": preflight.self_test if preflight else None,
         "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
@@ -86,7 +97,7 @@ def build_predicate(
             {"phase": e.phase, "head": e.line_sha256} for e in facts.events if e.action == COMPLETED
         ],
         "exceptions": sorted(
-            set(exceptions) | set(preflight.warnings if preflight else []) | _key_exceptions(facts)
+            set(exceptions) | warnings | set(software_disagreements(found)) | _key_exceptions(facts)
         ),
     }
 

@@ -31,7 +31,14 @@ from ceremony.evidence import layout
 from ceremony.evidence.anchors import Anchors
 from ceremony.evidence.archive import archive_mtime, parse_archive
 from ceremony.evidence.chain import planned_keys, story_gaps
-from ceremony.evidence.facts import CeremonyFacts, KeyFacts, public_key_sha256, read_facts
+from ceremony.evidence.facts import (
+    CeremonyFacts,
+    KeyFacts,
+    public_key_sha256,
+    read_facts,
+    sides,
+    software_disagreements,
+)
 from ceremony.evidence.predicate import SealedPredicate
 from ceremony.evidence.records import KekRecord
 from ceremony.evidence.roster import PLAN_FILE, checkpoint_problem, read_roster
@@ -71,15 +78,27 @@ _PROOF_HASHES = {
 
 @dataclass(frozen=True)
 class Check:
-    """One line of the verification table."""
+    """One line of the verification table. A flag is for the auditor's attention: it holds, but
+    is not as it should be (two sides that ran different software); it does not fail the archive."""
 
     check: str
     subject: str
     ok: bool
     detail: str
+    flag: bool = False
+
+    @property
+    def result(self) -> str:
+        return "FAILED" if not self.ok else "FLAG" if self.flag else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "subject": self.subject, "ok": self.ok, "detail": self.detail}
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "ok": self.ok,
+            "flag": self.flag,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -91,6 +110,7 @@ class VerifyReport:
     archive_sha256: str | None = None
     signed_key_ids: list[str] = field(default_factory=list)
     signed_by: list[str] = field(default_factory=list)
+    software: list[dict[str, Any]] = field(default_factory=list)  # each side's, in full
     mtime: int = 0
     rehearsal: bool = False
     exceptions: list[str] = field(default_factory=list)
@@ -109,8 +129,12 @@ class VerifyReport:
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def add(self, check: str, subject: str, ok: bool, detail: str) -> bool:
-        self.checks.append(Check(check, subject, ok, detail))
+    @property
+    def flags(self) -> list[str]:
+        return [c.detail for c in self.checks if c.ok and c.flag]
+
+    def add(self, check: str, subject: str, ok: bool, detail: str, *, flag: bool = False) -> bool:
+        self.checks.append(Check(check, subject, ok, detail, flag))
         return ok
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,17 +147,19 @@ class VerifyReport:
             "rehearsal": self.rehearsal,
             "exceptions": self.exceptions,
             "rests_on": self.rests_on,
+            "flags": self.flags,
+            "software": self.software,
             "checks": [c.to_dict() for c in self.checks],
         }
 
     def table(self) -> str:
         """A plain-text table for the terminal and the notebook; everything the archive said is
         escaped, so no member name or field can move the cursor or repaint a line."""
-        rows = [(c.ok, c.check, escape(c.subject), escape(c.detail)) for c in self.checks]
+        rows = [(c.result, c.check, escape(c.subject), escape(c.detail)) for c in self.checks]
         width = min(max(max((len(r[2]) for r in rows), default=7), 7), 48)
         lines = [f"{'result':6}  {'check':10}  {'subject':{width}}  detail"]
-        for ok, check, subject, detail in rows:
-            lines.append(f"{'ok' if ok else 'FAILED':6}  {check:10}  {subject:{width}}  {detail}")
+        for result, check, subject, detail in rows:
+            lines.append(f"{result:6}  {check:10}  {subject:{width}}  {detail}")
         return "\n".join(lines)
 
 
@@ -204,6 +230,7 @@ def _verify_files(files: Mapping[str, bytes], report: VerifyReport, anchors: Anc
     for name, problem in facts.problems.items():
         report.add("record", name, False, problem)
     _verify_transcript(facts, predicate, report)
+    _verify_software(facts, report)
     kek_public = _verify_kek(facts, report)
     for key in facts.keys:
         _verify_key(key, facts.kek, kek_public, report)
@@ -393,6 +420,29 @@ def _verify_transcript(
             head = Fingerprint(bytes.fromhex(event.line_sha256))
             shown = f"head {head.short[:19]} … {' '.join(head.word_list[:4])} …"
             report.add("checkpoint", f"phase {event.phase}", True, f"{shown}: compare the paper")
+
+
+def _verify_software(facts: CeremonyFacts, report: VerifyReport) -> None:
+    """Show the software each side ran; flag sides that ran different software, or recorded none.
+
+    What a side recorded is its own account (signed with the rest), not proof: the auditor compares
+    the identities with those written down when the software was carried to each machine."""
+    found = sides(facts)
+    for side in found:
+        report.software.append(
+            {"record": side.record_name, "host": side.host, "with_hsm": side.with_hsm,
+             "software": side.software.to_dict() if side.software else None}
+        )  # fmt: skip
+        if side.software is not None:
+            summary = _printable(f"{side.host}: {side.software.summary()}")
+            report.add("software", side.record_name, True, summary)
+    for line in software_disagreements(found):
+        report.add("software", "sides", True, _printable(line), flag=True)
+
+
+def _printable(text: str) -> str:
+    """Text from the archive, one table line: control characters shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _verify_kek(facts: CeremonyFacts, report: VerifyReport) -> rsa.RSAPublicKey | None:

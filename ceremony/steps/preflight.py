@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-from importlib import metadata
 from pathlib import Path
 
 from ceremony.canonical import canonical_json, sha256_hex
@@ -16,6 +15,7 @@ from ceremony.checkpoint import PLAN_ITEM, CheckpointItem, signing_key_item
 from ceremony.errors import RefusedError
 from ceremony.evidence.roster import planned_key_path
 from ceremony.fingerprint import fingerprint_public_key
+from ceremony.software import Software, running_software
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
 
@@ -32,14 +32,11 @@ DISTRIBUTIONS = (
 )
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(software: Software) -> dict[str, str]:
     """Versions of Python and of every library the ceremony's result depends on."""
     versions = {"python": platform.python_version()}
     for name in DISTRIBUTIONS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+        versions[name] = software.distributions.get(name, "not installed")
     return versions
 
 
@@ -75,12 +72,22 @@ def preflight(ctx: Context) -> StepResult:
         "platform": platform.platform(),
         "clock_utc": now.isoformat(timespec="seconds"),
     }
-    record = PreflightRecord(tool_versions(), host, hsm, self_test, ctx.rehearsal, warnings)
+    software = running_software()
+    warnings += software.warnings(rehearsal=ctx.rehearsal)
+    record = PreflightRecord(
+        tool_versions(software), host, hsm, self_test, ctx.rehearsal, warnings, software.to_dict()
+    )
     name = "preflight.json" if not ctx.workspace.exists("preflight.json") else None
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.write(name, record.to_json())
     ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
     items = [CheckpointItem(PLAN_ITEM, plan.sha256)]
+    if software.digest:
+        what = (
+            "offline bundle (SHA-256 of its SHA256SUMS)" if software.kind == "bundle" else "wheel"
+        )
+        label = f"software: byok-ceremony {software.version}, {what}"
+        items.append(CheckpointItem(label, software.digest))
     for person in plan.people:
         fp = fingerprint_public_key(person.public_key_pem)
         items.append(CheckpointItem(signing_key_item(person.name, person.role), fp.hex))
@@ -89,6 +96,7 @@ def preflight(ctx: Context) -> StepResult:
         ("mode", ctx.mode),
         ("host", f"{host['hostname']} ({host['platform']})"),
         ("clock (UTC)", host["clock_utc"]),
+        ("software", software.summary()),
         ("vault", f"{plan.vault.url} ({plan.vault.flavour})"),
         ("keys", ", ".join(f"{k.name} ({k.spec.describe()})" for k in plan.keys)),
         ("quorum", ", ".join(f"{n} {role}" for role, n in plan.quorum.items())),
