@@ -283,9 +283,21 @@ def make_people(
     return people, quorum
 
 
-def plan_text(people: list[Person], quorum: Quorum, key_names: tuple[str, ...] = ()) -> str:
-    """A valid plan naming `people` (keys in people/<name>.pub.pem beside it) and `quorum`."""
+def plan_text(
+    people: list[Person],
+    quorum: Quorum,
+    key_names: tuple[str, ...] = (),
+    key_records: tuple[KeyRecord, ...] = (),
+) -> str:
+    """A valid plan naming `people` (keys in people/<name>.pub.pem beside it), `quorum`, and the
+    keys: those of `key_records` as they were made, else `key_names` as EC P-256 keys."""
     keys = "".join(
+        f'[[keys]]\nname = "{r.name}"\ntype = "{r.kty}"\n'
+        + (f'curve = "{r.curve}"\nkey_ops = ["sign"]\n\n' if r.curve else "")
+        + (f'size = {r.size}\nkey_ops = ["sign"]\n\n' if r.kty == "RSA-HSM" else "")
+        + (f'size = {r.size}\nkey_ops = ["encrypt"]\n\n' if r.kty == "oct-HSM" else "")
+        for r in key_records
+    ) or "".join(
         f'[[keys]]\nname = "{name}"\ntype = "EC-HSM"\ncurve = "P-256"\nkey_ops = ["sign"]\n\n'
         for name in key_names or ("app-ec",)
     )
@@ -307,8 +319,14 @@ def plan_text(people: list[Person], quorum: Quorum, key_names: tuple[str, ...] =
 def enrol(
     root: Path, people: list[Person], quorum: Quorum, key_names: tuple[str, ...] = ()
 ) -> None:
-    """What phase 00 leaves about the people: the plan, their keys, and checkpoint 00."""
-    plan = plan_text(people, quorum, key_names).encode()
+    """What phase 00 leaves about the people: the plan, their keys, and checkpoint 00. The plan
+    names the keys the workspace holds records of (or `key_names`)."""
+    records = tuple(
+        KeyRecord.from_json(path.read_bytes(), path.name)
+        for path in sorted((root / "keys").glob("*.json"))
+        if path.name.count(".") == 1
+    )
+    plan = plan_text(people, quorum, key_names, () if key_names else records).encode()
     _write(root / "plan.toml", plan)
     for person in people:
         _write(root / f"people/{person.name}.pub.pem", person.public_key_pem.encode())

@@ -32,7 +32,7 @@ def _seal(tmp_path, change):
     root = tmp_path / "workspace"
     make_workspace(root)
     _rewrite_transcript(root, change)
-    people, quorum = make_people(tmp_path / "keys")
+    people, quorum = make_people(tmp_path / "keys", root)
     with pytest.raises(VerificationError, match="does not verify"):
         build_evidence(root, people, quorum, ceremony_time=CEREMONY_TIME)
     return root / "archive.tar"
@@ -94,7 +94,7 @@ def test_sealing_refuses_a_hidden_file_instead_of_leaving_it_out(tmp_path):
     make_workspace(root)
     (root / ".ipynb_checkpoints").mkdir()
     (root / ".ipynb_checkpoints" / "scratch.json").write_text("{}")
-    people, quorum = make_people(tmp_path / "keys")
+    people, quorum = make_people(tmp_path / "keys", root)
     with pytest.raises(RefusedError, match=r"scratch\.json is a hidden file"):
         build_evidence(root, people, quorum, ceremony_time=CEREMONY_TIME)
     assert not (root / "archive.tar").exists() and not (root / "evidence").exists()
