@@ -7,9 +7,8 @@ page opens offline and fetches nothing. Never executes the notebook.
 
 from __future__ import annotations
 
-from pathlib import Path
+from ceremony.resources import templates_dir
 
-TEMPLATE_DIRS = Path(__file__).resolve().parent.parent / "templates" / "nbconvert"
 TEMPLATE = "ceremony"
 
 
@@ -20,7 +19,9 @@ def render_notebook_html(notebook: bytes) -> bytes:
 
     nb = nbformat.reads(notebook.decode("utf-8"), as_version=4)
     exporter = HTMLExporter(
-        template_name=TEMPLATE, extra_template_basedirs=[str(TEMPLATE_DIRS)], embed_images=True
+        template_name=TEMPLATE,
+        extra_template_basedirs=[str(templates_dir() / "nbconvert")],
+        embed_images=True,
     )
     body, _ = exporter.from_notebook_node(nb)
     return body.encode("utf-8")

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from ceremony.lab import lab_command, prepare_notebooks
-from ceremony.runner import NOTEBOOKS
+from ceremony.resources import notebooks_dir
 from tests.listeners import listeners, process_tree
 
 
@@ -181,7 +181,7 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         "IdentityProvider": {"token": token},
     }))  # fmt: skip
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(runtime)}
-    checkout = {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")}
+    checkout = {p.name: p.read_bytes() for p in notebooks_dir().glob("*.ipynb")}
     lab = subprocess.Popen(
         [sys.executable, "-m", "ceremony", "lab"],
         env=env,
@@ -226,7 +226,7 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
         assert not private.exists()
         with pytest.raises(OSError):
             _request(f"{base}/api/status?token={token}")
-        assert {p.name: p.read_bytes() for p in NOTEBOOKS.glob("*.ipynb")} == checkout
+        assert {p.name: p.read_bytes() for p in notebooks_dir().glob("*.ipynb")} == checkout
     finally:  # whatever failed, nothing of this test keeps running
         for pid in tree | process_tree(lab.pid):
             if _alive(pid):
