@@ -102,7 +102,11 @@ def test_the_project_wheel_is_reproducible_and_carries_the_workbook(bundle, tmp_
     assert (tmp_path / wheel.name).read_bytes() == wheel.read_bytes()  # SOURCE_DATE_EPOCH
     names = zipfile.ZipFile(wheel).namelist()
     notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-    templates = sorted(p.name for p in (ROOT / "templates").iterdir())
+    templates = sorted(
+        p.relative_to(ROOT / "templates").as_posix()
+        for p in (ROOT / "templates").rglob("*")
+        if p.is_file()
+    )
     assert [n for n in names if n.startswith("ceremony/notebooks/")] == [
         f"ceremony/notebooks/{n}" for n in notebooks
     ]

@@ -81,4 +81,8 @@ def test_script_refuses_bad_input(script, tmp_path: Path) -> None:
     (tmp_path / "plan.toml").write_text("[ceremony]\nid = 1\n")
     bad = _cli("script", str(tmp_path / "plan.toml"), "--out", str(tmp_path / "out"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    # One sentence for the plan, then each of its problems named on a line of its own.
+    lines = bad.stderr.strip().splitlines()
+    assert lines[0].startswith("ceremony: error: Plan") and "problems" in lines[0]
+    assert all(line.startswith("  - Plan field") for line in lines[1:-1])
+    assert not (tmp_path / "out").exists()

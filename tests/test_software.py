@@ -142,7 +142,7 @@ def _two_sided(tmp_path: Path, online: Software) -> Path:
         {"python": "3.11.2"}, {"hostname": "online-1"}, {}, None, True, [], online.to_dict()
     )
     (root / "preflight-online-1-20261128T090000Z.json").write_bytes(record.to_json())
-    people, quorum = make_people(tmp_path / "keys")
+    people, quorum = make_people(tmp_path / "keys", root)
     build_evidence(root, people, quorum, ceremony_time=CEREMONY_TIME)
     return root
 
