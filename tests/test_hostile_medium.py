@@ -270,3 +270,22 @@ def test_a_file_accounted_to_a_closed_phase_after_its_checkpoint_is_refused(medi
     Transcript(workspace / "transcript.jsonl").append("01", "ada", "file-written", planted["data"])
     with pytest.raises(RefusedError, match="after checkpoint 01"):
         _run_offline_side(medium)
+
+
+def test_in_jupyterlab_a_phase_asks_for_the_paper_record_too(medium: Path, monkeypatch):
+    """The lab and the runner are one ceremony: a notebook with a terminal asks for the last
+    checkpoint's head words before it trusts the workspace, and refuses a wrong answer."""
+    from ceremony import steps
+    from ceremony.steps import context
+
+    workspace = medium / "workspace"
+    paper = _confirmed_head_words(workspace)
+    monkeypatch.setattr(context, "_kernel_has_stdin", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda _: "wrong words")
+    with pytest.raises(RefusedError, match="not the one the witnesses wrote down"):
+        steps.begin("02", medium / "plan.toml", workspace, "rehearsal")
+    assert events(workspace)[-1]["action"] == "phase-refused"
+    monkeypatch.setattr("builtins.input", lambda _: paper)
+    ctx = steps.begin("02", medium / "plan.toml", workspace, "rehearsal")
+    assert [e["action"] for e in events(workspace)[-2:]] == ["workspace-received", "phase-started"]
+    assert ctx.phase.number == "02"

@@ -134,6 +134,8 @@ def begin(
     ws.require_ready(current)
     ctx = Context(current, loaded, ws, mode)
     try:
+        if _kernel_has_stdin():
+            _match_paper_record(ctx)
         admission = ws.admit(current.number, ctx.actor)
     except CeremonyError as exc:
         _record_refusal(ctx, exc)
@@ -172,6 +174,17 @@ def step(func: Callable[[Context], R]) -> Callable[[Context], R]:
         return result
 
     return run
+
+
+def _match_paper_record(ctx: Context) -> None:
+    """In JupyterLab, as under the runner: before a phase trusts the workspace,
+    the operator types the last checkpoint's head words from the paper record (never shown)."""
+    from ceremony import carried
+
+    came = carried.last_witnessed(ctx.workspace.events())
+    if came is not None:
+        carried.match_paper_record(came, input)
+        ctx.record(carried.RECEIVED, came.to_dict())
 
 
 def _record_refusal(ctx: Context, exc: CeremonyError) -> None:
