@@ -36,7 +36,7 @@ from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.evidence.layout import AFTER_SEAL_DIR
 from ceremony.kernel import POOL, kernel_home
 from ceremony.ledger import NOTEBOOK_KEPT
-from ceremony.phases import PHASES, Phase, select
+from ceremony.phases import OFFLINE, ONLINE, PHASES, Phase, select
 from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.resources import notebook
@@ -45,7 +45,6 @@ from ceremony.workspace import COMPLETED, Workspace
 
 FAILED = "phase-failed"
 NOTE = "note"
-HSM_PHASES = ("00", "02", "03")
 
 
 @dataclass(frozen=True)
@@ -159,6 +158,7 @@ class Runner:
         self._renders: list[tuple[Phase, str, Future]] = []
         self._private = Path()
         self._received = False  # the paper record was matched in this run
+        self.side = ONLINE
         self._confirmed: list[str] = []  # checkpoints confirmed by this run
 
     @property
@@ -176,6 +176,9 @@ class Runner:
         if not self._preflighted_here() and PHASES[0] not in selected:
             self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
             selected.insert(0, PHASES[0])
+        # A run with an offline phase is on the HSM's side of the air gap; any other run is on
+        # the online side, where nothing touches the HSM's module, a token or its PIN.
+        self.side = OFFLINE if any(p.side == OFFLINE for p in selected) else ONLINE
         # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
@@ -298,7 +301,7 @@ class Runner:
             execute_notebook(
                 notebook(phase.notebook),
                 output,
-                {"plan": str(self.plan.path), "workspace": str(self.ws.root), "mode": self.mode},
+                self._parameters(phase),
                 cwd=kernel_home(),
                 env=env,
                 out=self.out,
@@ -338,13 +341,23 @@ class Runner:
             relative, data, phase=phase.number, actor=self.actor, action=NOTEBOOK_KEPT
         )
 
+    def _parameters(self, phase: Phase) -> dict[str, str]:
+        """The notebook's parameters: never a secret. Phase 00 is told which side it is on."""
+        parameters = {
+            "plan": str(self.plan.path),
+            "workspace": str(self.ws.root),
+            "mode": self.mode,
+        }
+        return {**parameters, "side": self.side} if phase is PHASES[0] else parameters
+
     def _pins(self, phase: Phase) -> dict[str, str]:
         """PINs the phase needs: from this process's environment, else asked with a hidden prompt.
 
         Only these reach the kernel: it never inherits CEREMONY_PIN* variables by itself."""
         wanted: list[tuple[str, str, bool]] = []
         hsm = self.plan.hsm
-        if phase.number in HSM_PHASES and Path(hsm.module).exists():
+        on_hsm_side = phase.side == OFFLINE or (phase is PHASES[0] and self.side == OFFLINE)
+        if on_hsm_side and Path(hsm.module).exists():
             wanted.append((USER_PIN, f"Custodian: user PIN of HSM token {hsm.token!r}", True))
             if phase.number == "03" and hsm.wrap_with_trusted:
                 wanted.append((SO_PIN, f"Security officer: SO PIN of token {hsm.token!r}", True))

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -21,7 +22,7 @@ from ceremony.checkpoint import (
     ask_confirmation,
     automatic_confirmation,
 )
-from ceremony.errors import RefusedError, UsageError
+from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.evidence.secrets import scan_archive
 from ceremony.phases import phase, select
 from ceremony.plan import load_plan
@@ -420,3 +421,22 @@ def test_resume_needs_the_pins_of_the_first_run(tmp_path):
     done = ceremony("rehearse", "--out", str(tmp_path), "--resume")
     assert done.returncode == 2 and f"{tmp_path / PIN_FILE} does not hold them" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_online_side_never_touches_the_hsm_nor_asks_its_pin(tmp_path, monkeypatch):
+    """Phase 00 on the online side, where the plan's PKCS#11 module happens to exist but no token,
+    no SoftHSM directory and no PIN are there: it records the online side and touches nothing."""
+    from ceremony.softhsm import find_module
+
+    for variable in ("CEREMONY_PIN", "CEREMONY_SO_PIN", "SOFTHSM2_CONF"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)  # nobody to ask a PIN of
+    plan = write_plan(tmp_path, module=find_module(), token="not-on-this-machine")
+    options = RunOptions(phases="00-01", rehearsal=True, auto_confirm=True, qr=False)
+    runner = Runner(plan, tmp_path / "ws", options, out=io.StringIO())
+    with pytest.raises(CeremonyError, match=r"Phase 01"):
+        runner.run()  # phase 01 cannot reach the (absent) vault: phase 00 did its work first
+    record = json.loads((runner.ws.root / "preflight.json").read_text())
+    assert record["host"]["side"] == "online" and record["hsm"] == {}
+    assert record["host"]["network"] == "cannot reach the vault"
+    assert phase_status(runner.ws)["00"].confirmed

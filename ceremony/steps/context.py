@@ -159,13 +159,13 @@ def begin(
 R = TypeVar("R")
 
 
-def step(func: Callable[[Context], R]) -> Callable[[Context], R]:
+def step(func: Callable[..., R]) -> Callable[..., R]:
     """Wrap a step so that a refusal is recorded in the transcript before it stops the notebook."""
 
     @functools.wraps(func)
-    def run(ctx: Context) -> R:
+    def run(ctx: Context, *args: Any, **kwargs: Any) -> R:
         try:
-            result = func(ctx)
+            result = func(ctx, *args, **kwargs)
         except CeremonyError as exc:
             _record_refusal(ctx, exc)
             raise

@@ -9,12 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import platform
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from ceremony.airgap import network_signs, reachable
 from ceremony.canonical import canonical_json, sha256_hex
 from ceremony.checkpoint import PLAN_ITEM, CheckpointItem, signing_key_item
-from ceremony.errors import RefusedError
+from ceremony.errors import RefusedError, UsageError
 from ceremony.evidence.roster import planned_key_path
 from ceremony.fingerprint import fingerprint_public_key
+from ceremony.phases import OFFLINE, ONLINE
+from ceremony.plan import Plan
 from ceremony.software import Software, running_software
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
@@ -41,14 +45,18 @@ def tool_versions(software: Software) -> dict[str, str]:
 
 
 @step
-def preflight(ctx: Context) -> StepResult:
-    """Phase 00: what this machine is, what the HSM is, and who is here."""
+def preflight(ctx: Context, side: str = "auto") -> StepResult:
+    """Phase 00: what this machine is, which side of the air gap, what the HSM is, who is here.
+
+    `side` is the side this run is on ("online", "offline"; "auto": offline where the plan's
+    PKCS#11 module is present). The online side never touches the module, a token or a PIN."""
     from ceremony.evidence.records import PreflightRecord
 
     plan = ctx.plan
+    side = _side(plan, side)
     _copy_plan(ctx)
     hsm, self_test, warnings, facts = {}, None, [], []
-    if Path(plan.hsm.module).exists():
+    if side == OFFLINE:
         from ceremony.hsm import require_conformant
 
         with ctx.hsm() as session:
@@ -64,13 +72,20 @@ def preflight(ctx: Context) -> StepResult:
              f"{token.serial}, firmware {token.firmware_version}" if token else "?"),
             ("HSM self-test", test.summary()),
         ]  # fmt: skip
+        signs = network_signs(plan)
+        network = "; ".join(signs) if signs else "no sign of a network"
+        facts.append(("network", network))
     else:
-        facts.append(("HSM", f"no module at {plan.hsm.module}: this is the online machine"))
+        facts.append(("HSM", "not touched: this is the online side"))
+        network = "reaches the vault" if _vault_reachable(plan) else "cannot reach the vault"
+        facts.append(("vault reachable", network))
     now = dt.datetime.now(dt.UTC)
     host = {
         "hostname": host_name(),
         "platform": platform.platform(),
         "clock_utc": now.isoformat(timespec="seconds"),
+        "side": side,
+        "network": network,
     }
     software = running_software()
     warnings += software.warnings(rehearsal=ctx.rehearsal)
@@ -105,6 +120,19 @@ def preflight(ctx: Context) -> StepResult:
     return StepResult(
         f"Preflight on {host['hostname']}", tuple(facts), tuple(items), tuple(warnings)
     )
+
+
+def _side(plan: Plan, side: str) -> str:
+    if side == "auto":
+        return OFFLINE if Path(plan.hsm.module).exists() else ONLINE
+    if side not in (ONLINE, OFFLINE):
+        raise UsageError(f"Side {side!r} is unknown.", "Use side = 'online' or 'offline'.")
+    return side
+
+
+def _vault_reachable(plan: Plan) -> bool:
+    parts = urlsplit(plan.vault.url)
+    return reachable(parts.hostname or "", parts.port or 443)
 
 
 def _wrap_protection(ctx: Context, native: bool) -> list[str]:
