@@ -251,17 +251,17 @@ def test_notebook_step_refuses_a_phase_out_of_order(tmp_path):
 
 def test_runner_runs_preflight_then_refuses_phases_out_of_order(tmp_path):
     out = io.StringIO()
-    options = RunOptions(phases="03", rehearsal=True, auto_confirm=True, qr=False)
+    options = RunOptions(phases="04", rehearsal=True, auto_confirm=True, qr=False)
     runner = Runner(write_plan(tmp_path), tmp_path / "ws", options, out=out)
     with pytest.raises(RefusedError, match="phase 01 kek is not complete") as info:
         runner.run()
-    assert info.value.phase == "03"
+    assert info.value.phase == "04"
     assert "running phase 00 first" in out.getvalue()
     status = phase_status(runner.ws)
     assert set(status) == {"00"} and status["00"].confirmed
     assert (runner.ws.root / "notebooks" / "00_preflight.ipynb").exists()
     assert (runner.ws.root / "notebooks" / "00_preflight.html").exists()
-    assert not any(e.phase == "03" for e in runner.ws.events())
+    assert not any(e.phase == "04" for e in runner.ws.events())
     # Asking again for 00 does nothing: it is complete and confirmed on this machine.
     again = Runner(runner.plan.path, runner.ws.root, RunOptions(phases="00", rehearsal=True), out)
     assert again.run().skipped == ("00",)
