@@ -112,8 +112,10 @@ def crash(root: Path, point: CrashPoint, timeout: float = 300) -> str:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    last = transcript_lines(root / "workspace")[-1]
-    return f"{last['phase']} {last['action']}"
+    lines = transcript_lines(root / "workspace")
+    # A phase's notebook-kept line comes after the next phase started: name the running phase.
+    running = [e["phase"] for e in lines if e["action"] in ("phase-started", "sealed")]
+    return f"phase {running[-1] if running else '-'}, after {lines[-1]['action']}"
 
 
 def planned_objects(plan: Path) -> Counter[str]:
@@ -189,14 +191,20 @@ def run_point(root: Path, point: CrashPoint) -> Outcome:
         if not outcome.verified and not outcome.problem:
             outcome.problem = "verify: " + (verified.stdout.strip().splitlines() or [""])[0]
         outcome.partial = partial_members(archive)
-    planned = planned_objects(plan)
+    outcome.duplicate_keys, outcome.duplicate_versions, outcome.lost = count_keys(root)
+    return outcome
+
+
+def count_keys(root: Path) -> tuple[int, int, int]:
+    """Duplicate token objects, duplicate vault versions, and planned keys missing from either."""
+    planned = planned_objects(root / "plan.toml")
     pin = json.loads((root / "rehearsal-pins.json").read_text())["CEREMONY_PIN"]
     found = token_objects(root, pin)
     versions = vault_versions(root)
-    outcome.duplicate_keys = sum(max(0, found[n] - planned[n]) for n in planned)
-    outcome.duplicate_versions = sum(max(0, v - 1) for v in versions.values())
-    outcome.lost = sum(1 for n in planned if found[n] < planned[n] or versions.get(n, 0) < 1)
-    return outcome
+    duplicate_keys = sum(max(0, found[n] - planned[n]) for n in planned)
+    duplicate_versions = sum(max(0, v - 1) for v in versions.values())
+    lost = sum(1 for n in planned if found[n] < planned[n] or versions.get(n, 0) < 1)
+    return duplicate_keys, duplicate_versions, lost
 
 
 def describe(index: int, total: int, outcome: Outcome) -> str:
