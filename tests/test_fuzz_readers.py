@@ -30,6 +30,7 @@ from tests.fuzz_inputs import (
     reads_or_refuses,
     toml_reassigned,
 )
+from tests.test_localvault_http import API, http  # noqa: F401 (http is a fixture)
 from tests.test_plan import GOOD, plan_dir  # noqa: F401 (plan_dir is a fixture)
 
 KEK_KID = "https://contoso.vault.azure.net/keys/kek/0123456789abcdef0123456789abcdef"
@@ -183,23 +184,13 @@ GOOD_IMPORT = {
 }
 GOOD_CREATE = {"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"], "tags": {"a": "b"}}
 GOOD_SIGN = {"alg": "ES256", "value": _b64(2**255 + 12345)}
-API = {"api-version": "7.5"}
 
 
 @pytest.fixture(scope="module")
-def vault_http(local_vault):
-    import ssl
-
-    import httpx
-
-    context = ssl.create_default_context(cafile=str(local_vault.ca_path))
-    token = (local_vault.state_dir / "token").read_text().strip()
-    with httpx.Client(
-        base_url=local_vault.url, verify=context, headers={"Authorization": f"Bearer {token}"}
-    ) as client:
-        created = client.post("/keys/fuzz-ec/create", params=API, json=GOOD_CREATE)
-        assert created.status_code == 200, created.text
-        yield client
+def vault_http(http):  # noqa: F811 (http is the fixture imported above)
+    created = http.post("/keys/fuzz-ec/create", params=API, json=GOOD_CREATE)
+    assert created.status_code == 200, created.text
+    return http
 
 
 def _versions(client, name: str) -> int:
