@@ -24,10 +24,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,8 +155,6 @@ def vault_versions(root: Path) -> dict[str, int]:
 
 def partial_members(archive: Path) -> list[str]:
     """Archive members that are cut short: JSON that does not parse, a JSON line that does not."""
-    import tarfile
-
     bad = []
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
@@ -218,7 +218,10 @@ def describe(index: int, total: int, outcome: Outcome) -> str:
     return f"point {index}/{total} {outcome.point} ({outcome.killed_at}): {verdict}; {counts}"
 
 
-def sweep(points: list[CrashPoint], seed: int, work: Path, say=print) -> list[Outcome]:
+def sweep(
+    points: list[CrashPoint], seed: int, work: Path, say: Callable[[str], None] = print
+) -> list[Outcome]:
+    """Run every point in its own folder under WORK; a failed one's folder is kept."""
     outcomes = []
     for index, point in enumerate(points, start=1):
         root = work / f"point-{index:02d}"
