@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := softhsm2 opensc
 
-.PHONY: all system-deps venv test lint format rehearsal bench lab bundle clean
+.PHONY: all system-deps venv test fuzz chaos lint format rehearsal bench lab bundle clean
 
 all: test
 
@@ -45,6 +45,14 @@ venv: system-deps $(STAMP)
 
 test: venv
 	$(BIN)/python -m pytest
+
+# Every reader of outside input, 500 hostile inputs each; the statistics give the counts per reader.
+fuzz: venv
+	CEREMONY_HYPOTHESIS=fuzz $(BIN)/python -m pytest tests/test_fuzz_readers.py --hypothesis-show-statistics
+
+# 40 rehearsals killed at seeded points over every phase, each resumed and checked; SEED=S reruns.
+chaos: venv
+	$(BIN)/python -m bench.chaos --points 40 $(if $(SEED),--seed $(SEED))
 
 lint: venv
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ Holds public data only (names, roles, public keys, signer references); never a P
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 from securesystemslib.signer import SSlibKey
 
-from ceremony.errors import PlanError
+from ceremony.errors import PlanError, UsageError
 from ceremony.fingerprint import Fingerprint, fingerprint_public_key, public_key_der
 
 ROLES = ("administrator", "custodian", "witness", "auditor")
@@ -206,3 +207,19 @@ def check_people(people: Iterable[Person]) -> None:
                 "Each person needs their own key, or the quorum means nothing.",
             )
         keys[person.key_id] = person.name
+
+
+def parse_people_file(raw: bytes, source: str) -> tuple[list[Person], Quorum]:
+    """The people file `ceremony seal --people` reads: {"people": [...], "quorum": {...}}."""
+    remedy = 'Write {"people": [{...}, ...], "quorum": {"custodian": 1}} as the help shows.'
+    try:
+        spec = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{source} is not a people file: it is not JSON.", remedy) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("people"), list):
+        raise UsageError(f"{source} is not a people file: it has no list of people.", remedy)
+    if not isinstance(spec.get("quorum"), dict):
+        raise UsageError(f"{source} is not a people file: it has no quorum object.", remedy)
+    if not all(isinstance(entry, dict) for entry in spec["people"]):
+        raise UsageError(f"{source} is not a people file: a person is not a JSON object.", remedy)
+    return [Person.from_dict(p) for p in spec["people"]], Quorum.from_dict(spec["quorum"])

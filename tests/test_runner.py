@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from bench.chaos import token_objects, vault_versions
 from ceremony.airgap import check_side, network_signs, reachable
 from ceremony.checkpoint import (
     Checkpoint,
@@ -344,29 +343,7 @@ def test_kernel_talks_over_ipc_sockets_and_gets_pins_only_explicitly(tmp_path, m
 
 def token_labels(root: Path, pin: str) -> list[str]:
     """Object labels on the rehearsal HSM token, listed by OpenSC's pkcs11-tool."""
-    from ceremony.softhsm import find_module
-
-    done = subprocess.run(
-        ["pkcs11-tool", "--module", find_module(), "--token-label", "byok-rehearsal", "--login",
-         "--pin", pin, "--list-objects"],
-        env={**os.environ, "SOFTHSM2_CONF": str(root / "softhsm" / "softhsm2.conf")},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return sorted(
-        line.split(":", 1)[1].strip()
-        for line in done.stdout.splitlines()
-        if line.strip().startswith("label:")
-    )
-
-
-def vault_versions(root: Path) -> dict[str, int]:
-    from ceremony.localvault import LocalVault
-    from ceremony.vault import connect
-
-    with LocalVault(root / "vault", managed_hsm=True):
-        client = connect(local_vault_dir=root / "vault").key_client()
-        names = [p.name for p in client.list_properties_of_keys()]
-        return {n: len(list(client.list_properties_of_key_versions(n))) for n in names}
+    return sorted(token_objects(root, pin).elements())
 
 
 @pytest.mark.parametrize(

@@ -139,17 +139,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _seal(args: argparse.Namespace) -> int:
     from ceremony.evidence.seal import build_evidence
-    from ceremony.people import Person, Quorum
+    from ceremony.people import parse_people_file
 
-    try:
-        spec = json.loads(_read(args.people))
-        people = [Person.from_dict(p) for p in spec["people"]]
-        quorum = Quorum.from_dict(spec["quorum"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(
-            f"{args.people} is not a people file ({exc}).",
-            'Write {"people": [...], "quorum": {...}} as the help shows.',
-        ) from exc
+    people, quorum = parse_people_file(_read(args.people), str(args.people))
     moment = None
     if args.time:
         try:

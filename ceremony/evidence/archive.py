@@ -128,9 +128,11 @@ def _require_canonical(
     canonical = archive_bytes(files, archive_mtime(raw))
     if canonical == raw:
         return
-    where = next(i for i, (a, b) in enumerate(zip(raw, canonical, strict=False)) if a != b)
-    if len(raw) != len(canonical) and where >= min(len(raw), len(canonical)):
-        where = min(len(raw), len(canonical))
+    # The first differing byte; when one is a prefix of the other, where the shorter one ends.
+    shorter = min(len(raw), len(canonical))
+    where = next(
+        (i for i, (a, b) in enumerate(zip(raw, canonical, strict=False)) if a != b), shorter
+    )
     member = next((name for start, name in reversed(starts) if start <= where), None)
     raise VerificationError(
         f"{label}: member {member or '(end)'} is not as the ceremony writes it (a header field "
