@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
 from ceremony.errors import RefusedError
+from ceremony.evidence.layout import AFTER_SEAL_DIR, BINDING_FILE, TRANSCRIPT
 from ceremony.files import partial_name
 
 FILE_WRITTEN = "file-written"  # a phase's output, recorded just before it is written
@@ -27,7 +28,7 @@ SEALED = "sealed"  # the seal's outputs, recorded after it: {"files": {path: sha
 COMPLETED = "phase-completed"
 RECORDED = (FILE_WRITTEN, NOTEBOOK_KEPT)
 # The ledger's own state: the binding and the transcripts, checked by their own readers.
-OWN_FILES = frozenset({"ceremony.json", "transcript.jsonl", ".after-seal/transcript.jsonl"})
+OWN_FILES = frozenset({BINDING_FILE, TRANSCRIPT, f"{AFTER_SEAL_DIR}/{TRANSCRIPT}"})
 REMEDY = (
     "Stop: nothing on the medium is used unaccounted. Find out who touched it and why; then go on "
     "from the copy the witnesses last confirmed, or begin a new ceremony."

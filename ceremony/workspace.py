@@ -16,12 +16,11 @@ from typing import Any
 from ceremony import ledger
 from ceremony.canonical import sha256_hex
 from ceremony.errors import RefusedError, UsageError
-from ceremony.evidence.layout import AFTER_SEAL_DIR
+from ceremony.evidence.layout import AFTER_SEAL_DIR, BINDING_FILE
 from ceremony.files import read_regular, write_new_in
 from ceremony.ledger import COMPLETED, FILE_WRITTEN, Admission
 from ceremony.phases import BY_NUMBER, Phase, predecessors
 
-BINDING_FILE = "ceremony.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 ARCHIVE_FILE = "archive.tar"
 KEEP = (

@@ -16,6 +16,8 @@ STATEMENT = "evidence/statement.json"
 ENVELOPE = "evidence/statement.dsse.json"
 SIGNERS_DIR = "evidence/signers"
 TRANSCRIPT = "transcript.jsonl"
+# Binds a workspace to one ceremony and plan (written by ceremony.workspace).
+BINDING_FILE = "ceremony.json"
 # The seal's own staging folder, renamed to evidence/ when complete.
 STAGING_DIR = ".evidence-staging"
 # The archive cannot hold the record of its own sealing: what happens after it goes here.
