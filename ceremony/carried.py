@@ -59,10 +59,15 @@ def last_witnessed(events: Sequence[Any]) -> Witnessed | None:
     return Witnessed(found.phase, found.data["confirmed_head"], found.host)
 
 
+def paper_words(head: str) -> str:
+    """The first words of a transcript head, as the witnesses write them down."""
+    return " ".join(Fingerprint(bytes.fromhex(head)).word_list[:CHALLENGE_WORDS])
+
+
 def match_paper_record(came: Witnessed, ask: Callable[[str], str]) -> None:
     """The operator types the first words of the head written down at the checkpoint; three
     mismatches refuse the workspace."""
-    expected = " ".join(Fingerprint(bytes.fromhex(came.head)).word_list[:CHALLENGE_WORDS])
+    expected = paper_words(came.head)
     prompt = (
         f"Before this run trusts the workspace: from the paper record of checkpoint {came.phase} "
         f"({came.host}), type the first {CHALLENGE_WORDS} words of the transcript head: "

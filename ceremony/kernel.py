@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Dict, Unicode, default
+from traitlets import Dict, List, Unicode, default
 
 from ceremony.kernel_launcher import launch_command
 from ceremony.pins import is_pin_variable
@@ -61,6 +61,9 @@ class IpcKernelManager(AsyncKernelManager):
     extra_env = Dict(
         value_trait=Unicode(), help="Variables added to the kernel's environment only."
     ).tag(config=True)
+    launch_prefix = List(
+        Unicode(), help="A command the kernel is started under, such as a new network namespace."
+    ).tag(config=True)
 
     @default("shutdown_wait_time")
     def _default_shutdown_wait_time(self) -> float:
@@ -81,7 +84,8 @@ class IpcKernelManager(AsyncKernelManager):
         return os.path.join(self._socket_dir, "k")
 
     async def _async_start_kernel(self, **kw: Any) -> None:
-        warm = POOL.take(dict(self.extra_env), Path(kw.get("cwd") or Path.cwd()))
+        cwd = Path(kw.get("cwd") or Path.cwd())
+        warm = POOL.take(dict(self.extra_env), cwd, tuple(self.launch_prefix))
         if warm is None:
             await self.cold_start(**kw)
             return
@@ -110,7 +114,7 @@ class IpcKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         """The workbook's kernel launcher (no IOPub TCP listener) instead of the kernel spec's."""
         connection = os.path.realpath(self.connection_file)
-        return [*launch_command(connection), *(extra_arguments or [])]
+        return [*self.launch_prefix, *launch_command(connection), *(extra_arguments or [])]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
         # PINs reach the kernel only when handed over explicitly, never by inheritance.
@@ -160,30 +164,36 @@ class KernelPool:
         self._remaining = 0
 
     @staticmethod
-    def _key_of(env: dict[str, str], cwd: Path) -> tuple:
-        return (tuple(sorted(env.items())), os.path.realpath(cwd))
+    def _key_of(env: dict[str, str], cwd: Path, prefix: tuple[str, ...]) -> tuple:
+        return (tuple(sorted(env.items())), os.path.realpath(cwd), prefix)
 
-    def prepare(self, env: dict[str, str], cwd: Path, count: int) -> None:
-        """Keep a kernel with this environment and directory ready for the next `count` phases."""
-        if self._next is not None and self._key == self._key_of(env, cwd):
+    def prepare(
+        self, env: dict[str, str], cwd: Path, count: int, prefix: tuple[str, ...] = ()
+    ) -> None:
+        """Keep a kernel with this environment, directory and launch prefix ready for the next
+        `count` phases."""
+        key = self._key_of(env, cwd, prefix)
+        if self._next is not None and self._key == key:
             self._remaining = count  # already starting one for exactly these phases
             return
         self.close()
-        self._key, self._remaining = self._key_of(env, cwd), count
+        self._key, self._remaining = key, count
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="kernel")
-        self._refill(dict(env), cwd)
+        self._refill(dict(env), cwd, prefix)
 
-    def _refill(self, env: dict[str, str], cwd: Path) -> None:
+    def _refill(self, env: dict[str, str], cwd: Path, prefix: tuple[str, ...]) -> None:
         if self._remaining > 0 and self._executor is not None:
-            self._next = self._executor.submit(self._start, env, cwd)
+            self._next = self._executor.submit(self._start, env, cwd, prefix)
 
-    def take(self, env: dict[str, str], cwd: Path) -> IpcKernelManager | None:
-        """The ready kernel when it was made for exactly this environment and directory."""
-        if self._next is None or self._key != self._key_of(env, cwd):
+    def take(
+        self, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
+    ) -> IpcKernelManager | None:
+        """The ready kernel when it was made for exactly this environment, directory and prefix."""
+        if self._next is None or self._key != self._key_of(env, cwd, prefix):
             return None
         future, self._next = self._next, None
         self._remaining -= 1
-        self._refill(dict(env), cwd)
+        self._refill(dict(env), cwd, prefix)
         try:
             return future.result()
         except Exception:  # a failed early start falls back to an ordinary start
@@ -219,8 +229,8 @@ class KernelPool:
             thread.join()
         self._reapers = []
 
-    def _start(self, env: dict[str, str], cwd: Path) -> IpcKernelManager:
-        km = IpcKernelManager(kernel_name="python3", extra_env=env)
+    def _start(self, env: dict[str, str], cwd: Path, prefix: tuple[str, ...]) -> IpcKernelManager:
+        km = IpcKernelManager(kernel_name="python3", extra_env=env, launch_prefix=list(prefix))
         asyncio.run(km.cold_start(cwd=str(cwd)))
         client = km.blocking_client()
         client.start_channels()
@@ -237,10 +247,13 @@ POOL = KernelPool()
 atexit.register(POOL.close)  # kernels exiting in the background are reaped before we exit
 
 
-def kernel_config(extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def kernel_config(
+    extra_env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Keyword arguments for papermill.execute_notebook that select the IPC kernel manager."""
     from traitlets.config import Config
 
     config = Config()
     config.IpcKernelManager.extra_env = dict(extra_env or {})
+    config.IpcKernelManager.launch_prefix = list(prefix)
     return {"kernel_manager_class": IpcKernelManager, "config": config}

@@ -20,11 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from ceremony.airgap import REHEARSAL_NOTE
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.files import write_new
-from ceremony.phases import PHASES, Phase
+from ceremony.phases import OFFLINE, ONLINE, Phase
 from ceremony.pins import SO_PIN, USER_PIN
+from ceremony.plan import load_plan
+from ceremony.rehearsal_sides import (
+    ONLINE_NOTE,
+    carry,
+    left_on_token,
+    legs,
+    newest,
+    paper_record,
+)
+from ceremony.rehearsal_tokens import CeremonyToken
 from ceremony.resources import templates_dir
 from ceremony.workspace import Workspace
 
@@ -133,9 +142,9 @@ def render_plan(values: dict[str, Any]) -> str:
     return env.get_template("rehearsal-plan.toml.j2").render(**values)
 
 
-def _tamper(ws: Workspace, name: str) -> None:
-    """Change one character of a .byok's ciphertext (the drill plays the attacker)."""
-    path = ws.path("keys", f"{name}.byok")
+def _tamper(ws: Workspace) -> None:
+    """Change one character of the EC key's .byok ciphertext (the drill plays the attacker)."""
+    path = next(ws.path("keys").glob("*-ec.byok"))
     data = bytearray(path.read_bytes())
     at = data.index(b'"ciphertext":"') + len(b'"ciphertext":"') + 40
     data[at] = ord("A") if data[at] != ord("A") else ord("B")
@@ -146,37 +155,98 @@ def _pin_variables() -> list[str]:
     return [USER_PIN, SO_PIN, *(person_variable(n) for n, _ in PEOPLE)]
 
 
-def _new_pins(root: Path, chosen: Drill | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Every PIN of the rehearsal, and those the kernels get (the drill's absent signer's not).
-
-    A PIN not given in the environment is generated and kept in PIN_FILE (0600, outside the
-    workspace), so that `--resume` can carry on with the same tokens."""
-    pins, generated = {}, {}
-    for variable in _pin_variables():
-        pins[variable] = os.environ.get(variable) or generated.setdefault(
-            variable, secrets.token_hex(12)
+def _new_pins(root: Path, existing_token: bool) -> dict[str, str]:
+    """Every PIN of the rehearsal. One not given in the environment is generated and kept in
+    PIN_FILE (0600, outside the workspace), so that `--resume` can carry on with the same
+    tokens; an existing token's PINs are never made up."""
+    given = {v: os.environ[v] for v in _pin_variables() if os.environ.get(v)}
+    if existing_token and USER_PIN not in given:
+        raise UsageError(
+            "--token uses an existing token, and its user PIN is not in CEREMONY_PIN.",
+            "Set CEREMONY_PIN (and CEREMONY_SO_PIN, for the security officer's step) and rerun.",
         )
+    wanted = [USER_PIN, SO_PIN] if not existing_token else []
+    wanted += [person_variable(n) for n, _ in PEOPLE]
+    generated = {v: secrets.token_hex(12) for v in wanted if v not in given}
     if generated:
         text = json.dumps(generated, indent=2) + "\n"
         write_new(root / PIN_FILE, text.encode(), mode=0o600)
-    absent = person_variable(chosen.absent_signer) if chosen and chosen.absent_signer else None
-    return pins, {k: v for k, v in pins.items() if k != absent}
+    return {**generated, **given}
+
+
+def _resumed_pins(root: Path) -> dict[str, str]:
+    """The PINs of the first run: from the environment, else from the rehearsal's PIN_FILE."""
+    if not (root / "plan.toml").exists():
+        raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
+    kept: dict[str, str] = {}
+    if (root / PIN_FILE).exists():
+        kept = json.loads((root / PIN_FILE).read_text(encoding="utf-8"))
+    pins = {v: os.environ.get(v) or kept.get(v, "") for v in _pin_variables()}
+    missing = [v for v, pin in pins.items() if not pin and v != SO_PIN]
+    if missing:
+        raise UsageError(
+            f"Cannot resume: {', '.join(missing)} not set, and {root / PIN_FILE} does not hold "
+            "them (PINs given in the environment are never stored).",
+            "Set them as they were when the rehearsal started, then resume.",
+        )
+    return {v: pin for v, pin in pins.items() if pin}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where each side's tokens are: the ceremony HSM (offline) and the signers' (phase 05)."""
+
+    module: str
+    token: str
+    hsm_conf: Path | None  # SoftHSM2's configuration for the ceremony token, if SoftHSM2
+    signers_conf: Path
+
+
+def _setup(root: Path, module: str | None, token: str | None, user_conf: str | None) -> Setup:
+    """The SoftHSM2 directories: the rehearsal's own for a throwaway ceremony token, or the
+    user's configuration for an existing one; always a separate one for the signers."""
+    from ceremony.softhsm import SoftHsm, find_module
+
+    signers = SoftHsm(root / "signers", module if module and not token else None)
+    if token:
+        if module is None:
+            raise UsageError("--token needs --module: the PKCS#11 library of that token.", "")
+        conf = Path(user_conf) if user_conf else None
+        return Setup(module, token, conf, signers.conf_path)
+    hsm = SoftHsm(root / "softhsm", module or find_module())
+    return Setup(hsm.module_path, HSM_TOKEN, hsm.conf_path, signers.conf_path)
 
 
 def _provision(
-    softhsm: Any, root: Path, pins: dict[str, str], say: Callable[[str], None]
-) -> tuple[list[dict], bool]:
-    """Throwaway tokens: one for the keys, one signing token per person. Returns the people and
-    whether the keys' token has the native CKM_RSA_AES_KEY_WRAP that wrap-with-trusted needs."""
-    from ceremony.hsm import open_session
-    from ceremony.hsm.module import load_module
-    from ceremony.signers import create_file_signing_key, create_token_signing_key
+    root: Path, setup: Setup, existing: bool, pins: dict[str, str], say: Callable[[str], None]
+) -> tuple[list[dict], CeremonyToken]:
+    """Each side's tokens, made (or the existing one checked) in two child processes at once:
+    the ceremony token, and one signing token per person. Returns the people and the token."""
+    from ceremony.rehearsal_tokens import (
+        check_ceremony_token,
+        make_ceremony_token,
+        make_signing_tokens,
+    )
+    from ceremony.signers import create_file_signing_key
 
-    softhsm.activate()
-    load_module(softhsm.module_path)  # tokens are then made in this process, not in children
-    softhsm.create_token(HSM_TOKEN, pins[USER_PIN], so_pin=pins[SO_PIN])
-    with open_session(softhsm.module_path, HSM_TOKEN, pin=pins[USER_PIN]) as session:
-        native = session.self_test().native_rsa_aes
+    signers_module = _signers_module(setup)
+    token_pins = {n: pins[person_variable(n)] for n, _ in PEOPLE if n != FILE_SIGNER}
+    with ThreadPoolExecutor(2) as pool:
+        if existing:
+            ceremony_token = pool.submit(
+                check_ceremony_token, setup.module, setup.hsm_conf, setup.token, pins[USER_PIN]
+            )
+        else:
+            ceremony_token = pool.submit(
+                make_ceremony_token,
+                setup.module,
+                setup.hsm_conf,
+                setup.token,
+                pins[USER_PIN],
+                pins[SO_PIN],
+            )
+        signing = pool.submit(make_signing_tokens, signers_module, setup.signers_conf, token_pins)
+        found, made = ceremony_token.result(), signing.result()
     people = []
     (root / "people").mkdir(mode=0o700)
     for name, role in PEOPLE:
@@ -185,35 +255,37 @@ def _provision(
             _, public_pem = create_file_signing_key(root / "people" / f"{name}.key", pin)
             reference = f"file:people/{name}.key"  # relative to the plan, as a plan writes it
         else:
-            softhsm.create_token(name, pin)
-            reference, public_pem = create_token_signing_key(softhsm.module_path, name, pin)
+            reference, public_pem = made[name]
         (root / "people" / f"{name}.pub.pem").write_text(public_pem)
         person = {"name": name, "role": role, "public_key": f"people/{name}.pub.pem"}
         people.append({**person, "signer": reference})
-    names = ", ".join(n for n, _ in PEOPLE if n != FILE_SIGNER)
+    how = "existing token" if existing else "throwaway token"
     say(
-        f"SoftHSM2 tokens: {HSM_TOKEN} (keys) and one signing token each for {names}; "
+        f"Offline side: {how} {found.description} ({setup.module}). Online side: a signing "
+        f"token each for {', '.join(token_pins)} in a SoftHSM2 directory of their own; "
         f"{FILE_SIGNER} signs with a passphrase-protected key file"
     )
-    return people, native
+    return people, found
 
 
-def _resumed_environment(root: Path) -> dict[str, str]:
-    """The PINs of the first run: from the environment, else from the rehearsal's PIN_FILE."""
-    if not (root / "plan.toml").exists():
-        raise UsageError(f"{root} holds no rehearsal to resume.", "Start one with --out DIR.")
-    kept: dict[str, str] = {}
-    if (root / PIN_FILE).exists():
-        kept = json.loads((root / PIN_FILE).read_text(encoding="utf-8"))
-    pins = {v: os.environ.get(v) or kept.get(v, "") for v in _pin_variables()}
-    missing = [v for v, pin in pins.items() if not pin]
-    if missing:
-        raise UsageError(
-            f"Cannot resume: {', '.join(missing)} not set, and {root / PIN_FILE} does not hold "
-            "them (PINs given in the environment are never stored).",
-            "Set them as they were when the rehearsal started, then resume.",
-        )
-    return pins
+def _signers_module(setup: Setup) -> str:
+    """The signers' tokens are SoftHSM2's: the rehearsal's module when it is SoftHSM2, else the
+    one installed on this machine."""
+    from ceremony.softhsm import find_module
+
+    return setup.module if setup.hsm_conf and setup.token == HSM_TOKEN else find_module()
+
+
+def _side_envs(setup: Setup, pins: dict[str, str], absent: str | None) -> dict[str, dict]:
+    """What each side's kernels get: the online side nothing of the HSM; the offline side the
+    ceremony token's configuration and PINs; phase 05 the signers' directory and PINs."""
+    hsm = {"SOFTHSM2_CONF": str(setup.hsm_conf)} if setup.hsm_conf else {}
+    people = {person_variable(n): pins[person_variable(n)] for n, _ in PEOPLE if n != absent}
+    return {
+        ONLINE: {},
+        OFFLINE: {**hsm, **{v: pins[v] for v in (USER_PIN, SO_PIN) if v in pins}},
+        "signers": {"SOFTHSM2_CONF": str(setup.signers_conf), **people},
+    }
 
 
 def rehearse(
@@ -222,12 +294,17 @@ def rehearse(
     *,
     resume: bool = False,
     module: str | None = None,
+    token: str | None = None,
+    strict: bool = False,
     stream: TextIO = sys.stdout,
 ) -> RehearsalResult:
-    """Run the whole sample ceremony in `out`; with a drill, stop where the drill says it must.
+    """Run the whole sample ceremony in `out`, its two sides apart; with a drill, stop where the
+    drill says it must.
 
     `resume` continues a rehearsal that was interrupted, with the PINs of its first run.
-    `module` is the SoftHSM2 module to rehearse on (default: the installed one)."""
+    `module` is the PKCS#11 module to rehearse on (default: the installed SoftHSM2); `token` an
+    existing token on it to use instead of a throwaway one. `strict`: no rehearsal allowances
+    on the HSM (a deviating wrap is refused) nor on the local vault."""
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
         raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
@@ -248,73 +325,131 @@ def rehearse(
 
     threading.Thread(target=load_papermill, daemon=True).start()
     from ceremony.kernel import POOL, kernel_home
-    from ceremony.softhsm import SoftHsm
 
-    if resume:
-        pins = kernel_pins = _resumed_environment(root)
-    else:
-        pins, kernel_pins = _new_pins(root, chosen)
-        (root / "workspace").mkdir(mode=0o700)
-    softhsm = SoftHsm(root / "softhsm", module)
-    env = {**softhsm.environ(), **kernel_pins}
-    # The first phase's kernel starts now, while the tokens and the vault are set up.
-    POOL.prepare(env, kernel_home(), count=len(PHASES))
+    # The user's SoftHSM2 configuration reaches only the offline side (and only for --token):
+    # online kernels, which inherit this process's environment, must see no HSM configuration.
+    user_conf = os.environ.pop("SOFTHSM2_CONF", None)
     try:
-        return _rehearse(root, softhsm, chosen, pins, env, resume, say, stream)
+        if resume:
+            pins = _resumed_pins(root)
+            plan = load_plan(root / "plan.toml")
+            token = None if plan.hsm.token == HSM_TOKEN else plan.hsm.token
+            setup = _setup(root, plan.hsm.module, token, user_conf)
+        else:
+            pins = _new_pins(root, existing_token=bool(token))
+            setup = _setup(root, module, token, user_conf)
+            (root / "workspace").mkdir(mode=0o700)
+        absent = chosen.absent_signer if chosen else None
+        envs = _side_envs(setup, pins, absent)
+        # The first phase's kernel starts now, while the tokens and the vault are set up.
+        POOL.prepare(envs[ONLINE], kernel_home(), count=2)
+        return _rehearse(root, setup, chosen, pins, envs, resume, strict, say, stream)
     finally:
         POOL.close()
+        if user_conf is not None:
+            os.environ["SOFTHSM2_CONF"] = user_conf
 
 
 def _rehearse(
     root: Path,
-    softhsm: Any,
+    setup: Setup,
     chosen: Drill | None,
     pins: dict[str, str],
-    env: dict[str, str],
+    envs: dict[str, dict],
     resume: bool,
+    strict: bool,
     say: Callable[[str], None],
     stream: TextIO,
 ) -> RehearsalResult:
     from ceremony.localvault import LocalVault
-    from ceremony.runner import Runner, RunOptions
 
     faults = chosen.vault_faults if chosen else ()
+    existing = setup.token != HSM_TOKEN
     with ThreadPoolExecutor(1) as helper:
         # The tokens are made while the vault starts and creates its KEK.
-        provisioned = None if resume else helper.submit(_provision, softhsm, root, pins, say)
+        provisioned = (
+            None if resume else helper.submit(_provision, root, setup, existing, pins, say)
+        )
         vault = LocalVault(root / "vault", managed_hsm=True, faults=faults).start()
         try:
             kek = None if resume else _create_kek(root, vault.url, say)
-            people, native = provisioned.result() if provisioned is not None else (None, False)
+            people, found = provisioned.result() if provisioned is not None else (None, None)
         except BaseException:
             vault.stop()
             raise
     with vault:
-        if people is not None:
-            _write_plan(root, vault.url, people, kek, chosen, softhsm.module_path, native)
-        options = RunOptions(
-            rehearsal=True,
-            auto_confirm=True,
-            kernel_env=env,
-            collect_pins=False,
-            warm_kernels=True,
-            after_phase=_drill_hook(chosen),
-        )
-        runner = Runner(root / "plan.toml", root / "workspace", options, out=stream)
-        say(f"NOTE: {REHEARSAL_NOTE}")
-        try:
-            runner.run()
-        except CeremonyError as exc:
-            if chosen is None:
-                raise
-            _drill_stopped(chosen, exc, say)
+        if people is not None and found is not None:
+            _write_plan(root, vault.url, people, kek, chosen, setup, found.native_rsa_aes)
+        if found is not None and found.native_rsa_aes and SO_PIN not in pins:
+            raise UsageError(
+                "Phase 03 has the security officer trust the KEK on the token, and "
+                "CEREMONY_SO_PIN is not set.",
+                "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
+            )
+        workspace = _run_sides(root, chosen, envs, strict, say, stream)
     if chosen is not None:
         raise RefusedError(
             f"Drill {chosen.name}: the ceremony did not stop, although it should have at phase "
             f"{chosen.stops_at}.",
             "This is a defect in the ceremony's checks; report it with the workspace.",
         )
-    return _verify(root, runner.ws, say)
+    result = _verify(root, workspace, say)
+    if existing:
+        left = left_on_token(workspace.root)
+        say(f"\nLeft on token {setup.token!r} by this rehearsal (remove them when done):")
+        say("\n".join(f"  - {item}" for item in left) or "  nothing")
+    return result
+
+
+def _run_sides(
+    root: Path,
+    chosen: Drill | None,
+    envs: dict[str, dict],
+    strict: bool,
+    say: Callable[[str], None],
+    stream: TextIO,
+) -> Workspace:
+    """Each leg on its own side: the workspace carried to it with the paper record of the last
+    checkpoint, then run there; a leg already done (a resumed rehearsal) is skipped."""
+    from ceremony.netns import offline_air_gap
+    from ceremony.runner import Runner, RunOptions
+
+    gap = offline_air_gap()
+    online, offline = root / "workspace", root / "offline" / "workspace"
+    say(
+        f"Two sides, as on the day. Online side: {online}; {ONLINE_NOTE}. Offline side: "
+        f"{offline}; {gap.how}."
+    )
+    if not gap.isolated:
+        say(f"NOTE: {gap.how} (recorded with each offline phase).")
+    try:
+        for leg in legs(online, offline, envs, (gap.prefix, gap.how)):
+            current = newest([online, offline])
+            if leg.done_in(current):
+                continue
+            paper = paper_record(current)
+            carry(current, leg.workspace, say)
+            options = RunOptions(
+                phases=leg.phases,
+                rehearsal=True,
+                strict=strict,
+                auto_confirm=True,
+                kernel_env=leg.env,
+                collect_pins=False,
+                warm_kernels=True,
+                after_phase=_drill_hook(chosen),
+                kernel_prefix=leg.prefix,
+                side_note=leg.note,
+                paper_record=paper,
+            )
+            say(f"\n##### {leg.describe()}")
+            Runner(root / "plan.toml", leg.workspace, options, out=stream).run()
+    except CeremonyError as exc:
+        if chosen is None:
+            raise
+        _drill_stopped(chosen, exc, say)
+    plan = load_plan(root / "plan.toml")
+    return Workspace.open(online, plan.ceremony.id, plan.sha256)
 
 
 def _create_kek(root: Path, url: str, say: Callable[[str], None]) -> Any:
@@ -327,10 +462,17 @@ def _create_kek(root: Path, url: str, say: Callable[[str], None]) -> Any:
 
 
 def _write_plan(
-    root: Path, url: str, people: list, kek: Any, chosen: Drill | None, module: str, native: bool
+    root: Path,
+    url: str,
+    people: list,
+    kek: Any,
+    chosen: Drill | None,
+    setup: Setup,
+    native: bool,
 ) -> None:
     """The sample plan: the local vault and its KEK, the token, the people; the keys wrappable
-    only under the trusted KEK where the token can do it."""
+    only under the trusted KEK where the token can do it. On an existing token the key names
+    carry the ceremony's time, so that no label another rehearsal left is ever touched."""
     fingerprint = kek.fingerprint.hex
     if chosen and chosen.wrong_fingerprint:
         fingerprint = secrets.token_hex(32)
@@ -341,8 +483,9 @@ def _write_plan(
         "vault_state": "vault",
         "kek_name": KEK_NAME,
         "kek_fingerprint": fingerprint,
-        "hsm_module": module,
-        "hsm_token": HSM_TOKEN,
+        "hsm_module": setup.module,
+        "hsm_token": setup.token,
+        "key_prefix": "rehearsal" if setup.token == HSM_TOKEN else f"rehearsal-{stamp}",
         "wrap_with_trusted": native,
         "people": people,
     }
@@ -379,7 +522,7 @@ def _drill_hook(chosen: Drill | None) -> Callable[[Phase, Workspace], None] | No
 
     def hook(phase: Phase, ws: Workspace) -> None:
         if phase.number == chosen.tamper_after:
-            _tamper(ws, "rehearsal-ec")
+            _tamper(ws)
 
     return hook
 

@@ -40,7 +40,9 @@ from ceremony.phases import OFFLINE, ONLINE, PHASES, Phase, select
 from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.resources import notebook
-from ceremony.steps.context import REFUSED
+from ceremony.steps.context import REFUSED, STRICT_REHEARSAL
+from ceremony.steps.preflight import PREFLIGHT_RECORDED
+from ceremony.transcript import Transcript
 from ceremony.workspace import COMPLETED, Workspace
 
 FAILED = "phase-failed"
@@ -61,6 +63,7 @@ class RunOptions:
 
     phases: str | None = None
     rehearsal: bool = False
+    strict: bool = False  # a rehearsal without the HSM allowances (a dress rehearsal)
     auto_confirm: bool = False
     qr: bool = True
     kernel_env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -70,6 +73,13 @@ class RunOptions:
     warm_kernels: bool = False
     ask: Callable[[str], str] = input
     after_phase: Callable[[Phase, Workspace], None] | None = None
+    # A two-sided rehearsal: the command each kernel starts under (the offline side's network
+    # namespace), how this side is cut off, recorded with every phase in place of the one-machine
+    # note, and the head words the other side's witnesses wrote down, checked even under
+    # auto_confirm when the workspace is received.
+    kernel_prefix: tuple[str, ...] = ()
+    side_note: str | None = None
+    paper_record: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,7 @@ class RunReport:
         return f"Done: {text}. Workspace: {self.workspace}"
 
 
-def phase_status(ws: Workspace) -> dict[str, PhaseStatus]:
+def phase_status(ws: Workspace | Transcript) -> dict[str, PhaseStatus]:
     """Completion and confirmation of each phase, from the transcript."""
     status: dict[str, PhaseStatus] = {}
     for event in ws.events():
@@ -163,7 +173,9 @@ class Runner:
 
     @property
     def mode(self) -> str:
-        return "rehearsal" if self.options.rehearsal else "ceremony"
+        if not self.options.rehearsal:
+            return "ceremony"
+        return STRICT_REHEARSAL if self.options.strict else "rehearsal"
 
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
@@ -173,12 +185,15 @@ class Runner:
         skipped: list[str] = []
         self._confirmed.clear()
         selected = list(select(self.options.phases))
-        if not self._preflighted_here() and PHASES[0] not in selected:
-            self.say("This machine has no preflight in the transcript yet: running phase 00 first.")
-            selected.insert(0, PHASES[0])
         # A run with an offline phase is on the HSM's side of the air gap; any other run is on
         # the online side, where nothing touches the HSM's module, a token or its PIN.
         self.side = OFFLINE if any(p.side == OFFLINE for p in selected) else ONLINE
+        if not self._preflighted_here() and PHASES[0] not in selected:
+            self.say(
+                f"This {self.side} side has no preflight in the transcript yet: running phase 00 "
+                "first."
+            )
+            selected.insert(0, PHASES[0])
         # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
         try:
@@ -186,7 +201,12 @@ class Runner:
             if self.options.warm_kernels and not self.options.collect_pins:
                 status = phase_status(self.ws)
                 pending = [p for p in selected if p.number not in status]
-                POOL.prepare(self.options.kernel_env, kernel_home(), len(pending))
+                POOL.prepare(
+                    self.options.kernel_env,
+                    kernel_home(),
+                    len(pending),
+                    self.options.kernel_prefix,
+                )
             for phase in selected:
                 try:
                     self._run_phase(phase, ran, skipped)
@@ -205,9 +225,10 @@ class Runner:
         (automatic in a rehearsal, which never leaves one machine). Refusals are recorded."""
         with self._refusal_recorded(phase):
             came = carried.last_witnessed(self.ws.events())
-            if came is None or self.options.auto_confirm:
+            paper = self.options.paper_record
+            if came is None or (self.options.auto_confirm and paper is None):
                 return
-            carried.match_paper_record(came, self.options.ask)
+            carried.match_paper_record(came, self.options.ask if paper is None else lambda _: paper)
         self._record(phase, carried.RECEIVED, came.to_dict())
         self.say(f"Transcript matches the paper record of checkpoint {came.phase}.")
 
@@ -260,12 +281,12 @@ class Runner:
             self.options.after_phase(phase, self.ws)
 
     def _preflighted_here(self) -> bool:
-        """Whether phase 00 ran on this machine (each side of the air gap preflights itself)."""
+        """Whether phase 00 ran on this machine for this side (each side of the air gap
+        preflights itself; a rehearsal plays both sides on one machine)."""
         host = socket.gethostname()
-        return any(
-            e.action == COMPLETED and e.phase == PHASES[0].number and e.host == host
-            for e in self.ws.events()
-        )
+        here = [e for e in self.ws.events() if e.phase == PHASES[0].number and e.host == host]
+        sides = {(e.data or {}).get("side") for e in here if e.action == PREFLIGHT_RECORDED}
+        return self.side in sides and any(e.action == COMPLETED for e in here)
 
     def _require_confirmed_before(self, phase: Phase) -> None:
         status = phase_status(self.ws)
@@ -287,9 +308,11 @@ class Runner:
         # The seal needs every rendering; other phases keep those that are done meanwhile.
         self._finish_renders(wait=phase is PHASES[-1])
         self._admit(phase)
-        note = check_side(phase, self.plan, rehearsal=self.options.rehearsal)
         self.say(f"\n=== Phase {phase.title} — {phase.purpose}")
-        if note:
+        if self.options.side_note is not None:
+            self.say(f"NOTE: {self.side} side: {self.options.side_note}")
+            self._record(phase, NOTE, {"side": self.side, "air_gap": self.options.side_note})
+        elif note := check_side(phase, self.plan, rehearsal=self.options.rehearsal):
             self.say(f"NOTE: {note}")
             self._record(phase, NOTE, {"air_gap": note})
         env = {**self.options.kernel_env}
@@ -305,6 +328,7 @@ class Runner:
                 cwd=kernel_home(),
                 env=env,
                 out=self.out,
+                prefix=self.options.kernel_prefix,
             )
         except NotebookFailed as failure:
             error = phase_error(phase, failure.ename, failure.evalue)
@@ -457,6 +481,7 @@ def execute_notebook(
     cwd: Path,
     env: Mapping[str, str],
     out: TextIO,
+    prefix: tuple[str, ...] = (),
 ) -> None:
     """Run one notebook with papermill on an IPC kernel; raise NotebookFailed with its error."""
     papermill = load_papermill()
@@ -481,7 +506,7 @@ def execute_notebook(
             cwd=str(cwd),
             progress_bar=False,
             log_output=True,
-            **kernel_config(dict(env)),
+            **kernel_config(dict(env), prefix),
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(exc.ename, exc.evalue) from None

@@ -51,7 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rehearse = subparsers.add_parser(
         "rehearse",
-        help="a whole ceremony on this machine: SoftHSM2, local vault, sample plan, evidence",
+        help="a whole ceremony on this machine, its two sides apart: HSM, local vault, evidence",
+        description="A dress rehearsal of the day: the online phases run with no HSM "
+        "configuration or PIN, the offline phases in a new network namespace where the system "
+        "allows one, the workspace carried between two folders; only Azure is replaced, by the "
+        "local vault.",
     )
     rehearse.add_argument("--out", type=Path, required=True, help="a new directory for it all")
     rehearse.add_argument(
@@ -67,9 +71,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     rehearse.add_argument(
         "--module",
-        help="a SoftHSM2 PKCS#11 module to rehearse on (default: the installed SoftHSM2); on "
-        "one with the native CKM_RSA_AES_KEY_WRAP the keys are wrappable only under the "
-        "trusted KEK",
+        metavar="LIB",
+        help="the PKCS#11 module to rehearse on (default: the installed SoftHSM2); throwaway "
+        "tokens are made on SoftHSM2, any other module needs --token. On a token with the "
+        "native CKM_RSA_AES_KEY_WRAP the keys are wrappable only under the trusted KEK",
+    )
+    rehearse.add_argument(
+        "--token",
+        metavar="LABEL",
+        help="use this existing token of --module (an HSM's test partition; PIN in "
+        "CEREMONY_PIN, SO PIN in CEREMONY_SO_PIN): objects already on it are never touched, and "
+        "what the rehearsal leaves on it is listed at the end",
+    )
+    rehearse.add_argument(
+        "--strict",
+        action="store_true",
+        help="no rehearsal allowances: a token whose wrap deviates is refused in preflight, and "
+        "the local vault refuses everything Azure would",
     )
     rehearse.set_defaults(handler=run_rehearsal)
 
@@ -133,7 +151,14 @@ def run_phases(args: argparse.Namespace) -> int:
 def run_rehearsal(args: argparse.Namespace) -> int:
     from ceremony.rehearsal import rehearse
 
-    rehearse(args.out, args.drill, resume=args.resume, module=args.module)
+    rehearse(
+        args.out,
+        args.drill,
+        resume=args.resume,
+        module=args.module,
+        token=args.token,
+        strict=args.strict,
+    )
     return 0
 
 

@@ -27,7 +27,10 @@ from ceremony.pins import USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.workspace import COMPLETED, Workspace
 
-MODES = ("ceremony", "rehearsal")
+# A strict rehearsal is a dress rehearsal: the local vault plays Azure, but the HSM gets none of a
+# rehearsal's allowances (a token whose wrap deviates is refused as on the day).
+STRICT_REHEARSAL = "strict-rehearsal"
+MODES = ("ceremony", "rehearsal", STRICT_REHEARSAL)
 STARTED, REFUSED = "phase-started", "phase-refused"
 
 
@@ -73,6 +76,12 @@ class Context:
 
     @property
     def rehearsal(self) -> bool:
+        """Not the real ceremony: the local vault may play Azure."""
+        return self.mode != "ceremony"
+
+    @property
+    def allowances(self) -> bool:
+        """A plain rehearsal, which tolerates (and records) an HSM that deviates."""
         return self.mode == "rehearsal"
 
     @property
@@ -122,10 +131,10 @@ def begin(
 ) -> Context:
     """Open a phase: validate the plan, bind the workspace, check the order, record the start."""
     if mode not in MODES:
-        raise UsageError(f"Mode {mode!r} is unknown.", "Use mode = 'ceremony' or 'rehearsal'.")
+        raise UsageError(f"Mode {mode!r} is unknown.", f"Use one of {', '.join(MODES)}.")
     current = phase(phase_ref)
     loaded = load_plan(plan)
-    if loaded.vault.is_local and mode != "rehearsal":
+    if loaded.vault.is_local and mode == "ceremony":
         raise RefusedError(
             "The plan's vault is the local rehearsal vault, but the mode is 'ceremony'.",
             "Rehearse with mode = 'rehearsal' (ceremony rehearse); a real ceremony targets Azure.",

@@ -23,6 +23,7 @@ from ceremony.software import Software, running_software
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
 
+PREFLIGHT_RECORDED = "preflight-recorded"
 DISTRIBUTIONS = (
     "byok-ceremony",
     "cryptography",
@@ -63,7 +64,7 @@ def preflight(ctx: Context, side: str = "auto") -> StepResult:
             info = session.describe()
             test = session.self_test()
         hsm, self_test = info.to_dict(), test.to_dict()
-        warning = require_conformant(test, ctx.rehearsal)
+        warning = require_conformant(test, ctx.allowances)
         warnings += [warning] if warning else []
         warnings += _wrap_protection(ctx, test.native_rsa_aes)
         token = info.token
@@ -95,7 +96,9 @@ def preflight(ctx: Context, side: str = "auto") -> StepResult:
     name = "preflight.json" if not ctx.workspace.exists("preflight.json") else None
     name = name or f"preflight-{host_name()}-{now:%Y%m%dT%H%M%SZ}.json"
     ctx.write(name, record.to_json())
-    ctx.record("preflight-recorded", {"file": name, "sha256": sha256_hex(record.to_json())})
+    ctx.record(
+        PREFLIGHT_RECORDED, {"file": name, "sha256": sha256_hex(record.to_json()), "side": side}
+    )
     items = [CheckpointItem(PLAN_ITEM, plan.sha256)]
     if software.digest:
         what = (
