@@ -10,3 +10,5 @@ KEY_WRAPPED = "key-wrapped"
 AES_CHALLENGE_WRAPPED = "aes-challenge-wrapped"
 KEY_IMPORTED = "key-imported"
 KEK_TRUSTED = "kek-trusted"
+# The runner's notes: the air gap (which side ran a phase, and how it was cut off).
+NOTE = "note"

@@ -21,8 +21,8 @@ from ceremony.phases import OFFLINE, ONLINE, select
 from ceremony.transcript import Transcript
 
 ONLINE_NOTE = (
-    "its kernels ran with no HSM configuration and no HSM PIN in their environment; the "
-    "ceremony HSM's PKCS#11 module was never loaded"
+    "its kernels ran with no HSM configuration (no SOFTHSM2_CONF) and no HSM PIN in their "
+    "environment, and phase 00 was told it is on the online side, where nothing touches the HSM"
 )
 SIGNERS_NOTE = (
     "its kernel saw only the signers' own tokens (a SoftHSM2 directory of their own) and their "

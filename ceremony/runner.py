@@ -33,6 +33,7 @@ from ceremony.checkpoint import (
     automatic_confirmation,
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.events import NOTE
 from ceremony.evidence.layout import AFTER_SEAL_DIR
 from ceremony.kernel import POOL, kernel_home
 from ceremony.ledger import NOTEBOOK_KEPT
@@ -46,7 +47,6 @@ from ceremony.transcript import Transcript
 from ceremony.workspace import COMPLETED, Workspace
 
 FAILED = "phase-failed"
-NOTE = "note"
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,9 @@ class Runner:
             selected.insert(0, PHASES[0])
         # The notebooks being executed, until they are kept: private, never in the workspace.
         self._private = Path(tempfile.mkdtemp(prefix="ceremony-run-"))
+        current = selected[0]
         try:
-            self._admit(selected[0])
+            self._admit(current)
             if self.options.warm_kernels and not self.options.collect_pins:
                 status = phase_status(self.ws)
                 pending = [p for p in selected if p.number not in status]
@@ -207,12 +208,11 @@ class Runner:
                     len(pending),
                     self.options.kernel_prefix,
                 )
-            for phase in selected:
-                try:
-                    self._run_phase(phase, ran, skipped)
-                except CeremonyError as exc:
-                    exc.phase = phase.number  # type: ignore[attr-defined]
-                    raise
+            for current in selected:
+                self._run_phase(current, ran, skipped)
+        except CeremonyError as exc:
+            exc.phase = current.number  # type: ignore[attr-defined]
+            raise
         finally:
             POOL.close()
             self._finish_renders()

@@ -16,6 +16,10 @@ from ceremony.rehearsal import DRILLS
 from tests.workbook_support import PINS, ROOT, clean_env, events, shared_rehearsal
 
 PHASE_NUMBERS = ["00", "01", "02", "03", "04", "05"]
+# The phases in the order the two sides ran them: each side preflights itself.
+SIDED = [("00", "online"), ("01", "online"), ("00", "offline"), ("02", "offline")]
+SIDED += [("03", "offline"), ("04", "online"), ("05", "online")]
+SIDED_NUMBERS = [number for number, _ in SIDED]
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +54,10 @@ def test_every_phase_completed_and_confirmed_automatically(rehearsal):
     found = events(rehearsal.workspace)
     completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
     confirmed = [e for e in found if e["action"] == "checkpoint-confirmed"]
-    assert completed == PHASE_NUMBERS
-    assert [e["phase"] for e in confirmed] == PHASE_NUMBERS
+    assert completed == SIDED_NUMBERS
+    assert [e["phase"] for e in confirmed] == SIDED_NUMBERS
     assert all(e["data"]["automatic"] is True for e in confirmed)
     assert all(e["data"]["witnesses"] == ["wanda"] for e in confirmed)
-    notes = [e for e in found if e["action"] == "note"]
-    assert {e["phase"] for e in notes} == {"02", "03"}  # the one-machine air-gap note
 
 
 def test_aes_key_proven_by_the_vault_unwrapping_the_hsm_challenge(rehearsal):
@@ -80,7 +82,7 @@ def test_aes_key_proven_by_the_vault_unwrapping_the_hsm_challenge(rehearsal):
 
 def test_phase_kernels_ran_over_ipc(rehearsal):
     started = [e for e in events(rehearsal.workspace) if e["action"] == "phase-started"]
-    assert [e["phase"] for e in started] == PHASE_NUMBERS
+    assert [e["phase"] for e in started] == SIDED_NUMBERS
     assert {e["data"]["kernel"] for e in started} == {"ipc"}
 
 
@@ -154,7 +156,7 @@ def test_drill_stops_at_its_checkpoint(drills, name):
     assert [e["phase"] for e in refusals] == [drill.stops_at]
     assert refusals[0]["data"]["message"]
     completed = [e["phase"] for e in found if e["action"] == "phase-completed"]
-    assert completed == PHASE_NUMBERS[: PHASE_NUMBERS.index(drill.stops_at)]
+    assert completed == SIDED_NUMBERS[: SIDED_NUMBERS.index(drill.stops_at)]
     assert not (workspace / "archive.tar").exists()
 
 
@@ -200,7 +202,11 @@ def test_rehearsal_opens_no_tcp_listener_but_the_local_vault(rehearsal):
 
 def test_preflight_and_report_list_the_token_they_describe(rehearsal):
     """The evidence names the HSM token it described in its token list, never an empty one."""
-    preflight = json.loads((rehearsal.workspace / "preflight.json").read_text())
+    online = json.loads((rehearsal.workspace / "preflight.json").read_text())
+    assert online["host"]["side"] == "online" and online["hsm"] == {}
+    (offline,) = rehearsal.workspace.glob("preflight-*.json")
+    preflight = json.loads(offline.read_text())
+    assert preflight["host"]["side"] == "offline"
     hsm = preflight["hsm"]
     assert hsm["token"]["label"] == "byok-rehearsal"
     assert hsm["tokens"] == [hsm["token"]]

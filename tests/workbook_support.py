@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.listeners import listeners, process_tree
+from tests.listeners import KernelSeen, kernels_seen, listeners, process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 # Fixed PINs, so that the tests can look for them in every file the ceremony wrote.
@@ -80,6 +80,7 @@ class Rehearsed:
     # (pid, port) of each listening socket seen while it ran; pid is the rehearsal's or a kernel's
     listened: frozenset[tuple[int, int]] = frozenset()
     pid: int = 0
+    kernels: frozenset[KernelSeen] = frozenset()
 
     @property
     def workspace(self) -> Path:
@@ -110,17 +111,31 @@ def shared_rehearsal() -> Rehearsed:
     root = base / "r"
     process = start_rehearsal(root, PINS, stdout=subprocess.PIPE)
     seen: set[tuple[int, int]] = set()
+    kernels: set[KernelSeen] = set()
 
-    def watch() -> None:  # every listener of the rehearsal and its kernels, while it runs
+    def watch() -> None:  # every listener and kernel of the rehearsal, while it runs
         while process.poll() is None:
-            seen.update(listeners(process_tree(process.pid)))
+            tree = process_tree(process.pid)
+            seen.update(listeners(tree))
+            kernels.update(kernels_seen(tree))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     stdout, stderr = process.communicate(timeout=900)
     watcher.join()
-    return Rehearsed(root, process.returncode, stdout, stderr, frozenset(seen), process.pid)
+    return Rehearsed(
+        root,
+        process.returncode,
+        stdout,
+        stderr,
+        frozenset(seen),
+        process.pid,
+        frozenset(kernels),
+    )
+
+
+OFFLINE_TRANSCRIPT = Path("offline", "workspace", "transcript.jsonl")
 
 
 def killed_rehearsal(
@@ -133,11 +148,12 @@ def killed_rehearsal(
     process = start_rehearsal(
         root, PINS if pins is None else pins, stdout=subprocess.DEVNULL, start_new_session=True
     )
-    transcript = root / "workspace" / "transcript.jsonl"
+    # Either side's copy of the workspace: the online side's, or the offline side's.
+    transcripts = [root / "workspace" / "transcript.jsonl", root / OFFLINE_TRANSCRIPT]
     deadline = time.monotonic() + 300
     try:
         while True:
-            lines = transcript.read_text().splitlines() if transcript.exists() else []
+            lines = [ln for t in transcripts if t.exists() for ln in t.read_text().splitlines()]
             found = [json.loads(line) for line in lines if line.endswith("}")]
             if any(e["action"] == action and phase in (None, e["phase"]) for e in found):
                 return

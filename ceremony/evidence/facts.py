@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ceremony.errors import CeremonyError
+from ceremony.events import NOTE
 from ceremony.evidence.layout import TRANSCRIPT
 from ceremony.evidence.records import (
     WORKSPACE_FILES,
@@ -172,14 +173,21 @@ def _load(facts: CeremonyFacts, files: Mapping[str, bytes], path: str, kind: typ
 
 
 def _phases(events: list) -> list[dict[str, Any]]:
+    """Per phase: its time span, events and hosts, and — where the runner recorded them — the
+    side of the air gap that ran it and how that side was cut off."""
     phases: dict[str, dict[str, Any]] = {}
     for event in events:
         entry = phases.setdefault(
             event.phase,
-            {"phase": event.phase, "first": event.time, "events": 0, "hosts": []},
+            {"phase": event.phase, "first": event.time, "events": 0, "hosts": [], "sides": []},
         )
         entry["last"] = event.time
         entry["events"] += 1
         if event.host not in entry["hosts"]:
             entry["hosts"].append(event.host)
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.action == NOTE and isinstance(data.get("side"), str):
+            side = f"{data['side']}: {data.get('air_gap', '')}".rstrip(": ")
+            if side not in entry["sides"]:
+                entry["sides"].append(side)
     return list(phases.values())

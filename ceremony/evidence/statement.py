@@ -60,6 +60,10 @@ def build_predicate(
 ) -> dict[str, Any]:
     """The ceremony as recorded: who, which keys, with what, and what went differently."""
     preflight = facts.preflight
+    # The HSM is described by the offline side's preflight, which need not be the first: on the
+    # day the online side runs phase 00 first, and touches no HSM. The latest one counts.
+    with_hsm = [r for r in facts.preflights.values() if r.hsm] or [preflight]
+    hsm_side = with_hsm[-1]
     found = sides(facts)
     warnings = {w for record in facts.preflights.values() for w in record.warnings}
     return {
@@ -90,8 +94,8 @@ def build_predicate(
             }
             for side in found
         ],
-        "hsm": preflight.hsm if preflight else None,
-        "wrap_self_test": preflight.self_test if preflight else None,
+        "hsm": hsm_side.hsm if hsm_side else None,
+        "wrap_self_test": hsm_side.self_test if hsm_side else None,
         "transcript": {"head": facts.transcript_head, "events": facts.transcript_events},
         "checkpoints": [
             {"phase": e.phase, "head": e.line_sha256} for e in facts.events if e.action == COMPLETED
