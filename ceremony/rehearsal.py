@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sys
 import threading
 from collections.abc import Callable
@@ -210,7 +211,9 @@ def _setup(root: Path, module: str | None, token: str | None, user_conf: str | N
     signers = SoftHsm(root / "signers", module if module and not token else None)
     if token:
         if module is None:
-            raise UsageError("--token needs --module: the PKCS#11 library of that token.", "")
+            raise UsageError(
+                "--token needs --module: the PKCS#11 library of that token.", "Add --module LIB."
+            )
         conf = Path(user_conf) if user_conf else None
         return Setup(module, token, conf, signers.conf_path)
     hsm = SoftHsm(root / "softhsm", module or find_module())
@@ -344,6 +347,12 @@ def rehearse(
         # The first phase's kernel starts now, while the tokens and the vault are set up.
         POOL.prepare(envs[ONLINE], kernel_home(), count=2)
         return _rehearse(root, setup, chosen, pins, envs, resume, strict, say, stream)
+    except CeremonyError:
+        if not resume and not (root / "plan.toml").exists():
+            # Refused while setting up (a wrong module, token or PIN): nothing was done in the
+            # new directory, so it goes, and the same --out can be given again.
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     finally:
         POOL.close()
         if user_conf is not None:
@@ -379,13 +388,13 @@ def _rehearse(
             raise
     with vault:
         if people is not None and found is not None:
+            if found.native_rsa_aes and SO_PIN not in pins:
+                raise UsageError(
+                    f"Phase 03 has the security officer trust the KEK on token {setup.token!r}, "
+                    "and CEREMONY_SO_PIN is not set.",
+                    "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
+                )
             _write_plan(root, vault.url, people, kek, chosen, setup, found.native_rsa_aes)
-        if found is not None and found.native_rsa_aes and SO_PIN not in pins:
-            raise UsageError(
-                "Phase 03 has the security officer trust the KEK on the token, and "
-                "CEREMONY_SO_PIN is not set.",
-                "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
-            )
         workspace = _run_sides(root, chosen, envs, strict, say, stream)
     if chosen is not None:
         raise RefusedError(
