@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.errors import CeremonyError, HsmError, RefusedError, UsageError
 from ceremony.files import write_new
 from ceremony.phases import OFFLINE, ONLINE, Phase
 from ceremony.pins import SO_PIN, USER_PIN
@@ -272,11 +272,16 @@ def _provision(
 
 
 def _signers_module(setup: Setup) -> str:
-    """The signers' tokens are SoftHSM2's: the rehearsal's module when it is SoftHSM2, else the
-    one installed on this machine."""
+    """The signers' tokens are SoftHSM2's, and never the ceremony module's path: the SoftHSM2
+    installed on this machine, else the rehearsal's own module when it is SoftHSM2."""
     from ceremony.softhsm import find_module
 
-    return setup.module if setup.hsm_conf and setup.token == HSM_TOKEN else find_module()
+    try:
+        return find_module()
+    except HsmError:
+        if setup.token != HSM_TOKEN:
+            raise
+        return setup.module
 
 
 def _side_envs(setup: Setup, pins: dict[str, str], absent: str | None) -> dict[str, dict]:

@@ -387,10 +387,9 @@ class Runner:
                 wanted.append((SO_PIN, f"Security officer: SO PIN of token {hsm.token!r}", True))
         if phase.number == "05":
             for person in self.plan.people:
-                if person.signer.startswith("pkcs11:"):
-                    prompt = (
-                        f"{person.name} ({person.role}): PIN of your signing token, empty if absent"
-                    )
+                what = _SECRET_OF_SIGNER.get(person.signer.split(":", 1)[0])
+                if what:
+                    prompt = f"{person.name} ({person.role}): {what}, empty if absent"
                     wanted.append((person.pin_variable, prompt, False))
         pins: dict[str, str] = {}
         for variable, prompt, required in wanted:
@@ -433,6 +432,13 @@ class Runner:
             self.say(f"Confirmed by {', '.join(confirmation.witnesses)}.")
         self._record(phase, CONFIRMED, confirmation.to_dict(checkpoint))
         self._confirmed.append(phase.number)
+
+
+# What a signer types in phase 05, by the scheme of its signer reference.
+_SECRET_OF_SIGNER = {
+    "pkcs11": "PIN of your signing token",
+    "file": "passphrase of your signing key file",
+}
 
 
 class NotebookFailed(Exception):
