@@ -25,7 +25,7 @@ NOTEBOOK_KEPT = "notebook-kept"  # an executed notebook or its HTML, kept by the
 FILES_DISCARDED = "files-discarded"  # outputs of an interrupted attempt, removed before a rerun
 OUTPUTS_DECLARED = "outputs-declared"  # paths (a folder ends in "/") an attempt is about to make
 SEALED = "sealed"  # the seal's outputs, recorded after it: {"files": {path: sha256}}
-COMPLETED = "phase-completed"
+STARTED, COMPLETED = "phase-started", "phase-completed"
 RECORDED = (FILE_WRITTEN, NOTEBOOK_KEPT)
 # The ledger's own state: the binding and the transcripts, checked by their own readers.
 OWN_FILES = frozenset({BINDING_FILE, TRANSCRIPT, f"{AFTER_SEAL_DIR}/{TRANSCRIPT}"})

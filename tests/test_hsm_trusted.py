@@ -82,19 +82,34 @@ def test_trusted_wrap_needs_the_native_mechanism(hsm_token, software_kek):
 
 
 @requires_softhsm27
-def test_a_rehearsal_on_softhsm27_wraps_only_under_the_trusted_kek(tmp_path):
-    """The whole ceremony through the notebooks on a conformant token: the security officer's
-    step in phase 03, every key CKA_WRAP_WITH_TRUSTED, the archive verified, no PIN in it."""
+def test_a_strict_rehearsal_on_softhsm27_wraps_only_under_the_trusted_kek(tmp_path):
+    """The day's exact path, only Azure replaced: `ceremony rehearse --module <2.7> --strict`,
+    two sides apart, through the notebooks on a conformant token — the security officer's step
+    in phase 03, every key type CKA_WRAP_WITH_TRUSTED, the archive verified with no exception,
+    the evidence saying the cloud was the local vault, no PIN anywhere."""
+    import tarfile
+
     from ceremony.evidence.secrets import scan_tree
     from tests.fixtures_evidence import assert_no_secrets
     from tests.workbook_support import PINS, ceremony, events
 
     root = tmp_path / "r"
     done = ceremony(
-        "rehearse", "--out", str(root), "--module", module_path(), env=clean_env(**PINS)
-    )
+        "rehearse", "--out", str(root), "--module", module_path(), "--strict",
+        env=clean_env(**PINS),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Rehearsal complete and verified." in done.stdout
+    started = [e for e in events(root / "workspace") if e["action"] == "phase-started"]
+    assert {e["data"]["mode"] for e in started} == {"strict-rehearsal"} and len(started) == 7
+    with tarfile.open(root / "workspace" / "archive.tar") as tar:
+        statement = json.loads(tar.extractfile("evidence/statement.json").read())
+    predicate = statement.get("predicate", statement)
+    assert predicate["exceptions"] == []  # no HSM exception, nothing else either
+    assert predicate["stand_ins"]["cloud"] == "local vault"
+    assert predicate["wrap_self_test"]["conformant"] is True
+    report = (root / "workspace" / "evidence" / "report.html").read_text()
+    assert "The cloud was the workbook's local vault" in report and "strict rehearsal" in report
     assert "wrap_with_trusted = false" not in (root / "plan.toml").read_text()
     workspace = root / "workspace"
     trusted = [e for e in events(workspace) if e["action"] == "kek-trusted"]

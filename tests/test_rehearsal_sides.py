@@ -257,3 +257,17 @@ def test_two_machines_the_online_one_without_any_pkcs11_module(tmp_path, monkeyp
 
 def _user_pins() -> dict[str, str]:
     return {v: PINS[v] for v in USER_PINS}
+
+
+def test_a_strict_rehearsal_on_a_deviating_token_stops_before_generating(tmp_path):
+    """Debian's SoftHSM2 2.6 zero-pads in its RFC 5649 wrap: `--strict` refuses it in the
+    offline side's preflight, naming the deviation and what to use, and no key is made."""
+    root = tmp_path / "r"
+    done = ceremony("rehearse", "--out", str(root), "--strict", env=clean_env(**PINS))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "Phase 00 preflight stopped" in line and "zero-pad-before-rfc5649" in line
+    assert "SoftHSM2 2.7.0" in line
+    found = events(root / "offline" / "workspace")
+    assert [e["phase"] for e in found if e["action"] == "phase-refused"] == ["00"]
+    assert not [e for e in found if e["action"].startswith("key-")]

@@ -18,6 +18,7 @@ from securesystemslib.dsse import Envelope
 from ceremony import __version__
 from ceremony.errors import VerificationError
 from ceremony.evidence.facts import CeremonyFacts, sides, software_disagreements
+from ceremony.ledger import STARTED
 from ceremony.people import Person, Quorum
 from ceremony.strictjson import strict_loads
 from ceremony.workspace import COMPLETED
@@ -82,6 +83,7 @@ def build_predicate(
         ],
         "quorum": quorum.to_dict(),
         "phases": facts.phases,
+        "stand_ins": _stand_ins(plan, facts.events),
         "kek": facts.kek.to_dict() if facts.kek else {},
         "keys": [_key_entry(k) for k in facts.keys],
         "tools": {**(preflight.tools if preflight else {}), **tool_versions()},
@@ -193,3 +195,15 @@ def _key_entry(key: Any) -> dict[str, Any]:
         entry["vault_kid"] = key.imported.kid
         entry["proof_method"] = key.imported.proof.get("method")
     return entry
+
+
+def _stand_ins(plan: Mapping[str, Any] | None, events: Iterable[Any]) -> dict[str, Any]:
+    """What played a part it will not play on the day: the local vault standing in for Azure,
+    and the modes the phases ran in (a strict rehearsal had no HSM allowances)."""
+    vault = (plan or {}).get("vault") or {}
+    modes = {e.data.get("mode") for e in events if e.action == STARTED and isinstance(e.data, dict)}
+    return {
+        "cloud": "local vault" if vault.get("local_state") else "Azure",
+        "vault_url": vault.get("url"),
+        "modes": sorted(m for m in modes if isinstance(m, str)),
+    }

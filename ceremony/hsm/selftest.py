@@ -163,8 +163,9 @@ def require_conformant(result: WrapSelfTest, rehearsal: bool) -> str | None:
     if not rehearsal:
         raise HsmError(
             message,
-            "Use an HSM whose wrap passes the self-test (SoftHSM2 2.7.0 or later), or run "
-            "a rehearsal (--rehearsal), where this is allowed and recorded.",
+            "Use an HSM whose wrap passes the self-test (to rehearse: SoftHSM2 2.7.0 or later, "
+            "`ceremony rehearse --module LIB`); only a plain rehearsal, without --strict, "
+            "allows this and records it.",
         )
     return f"REHEARSAL ONLY: {message} Packages from this token are for rehearsal, not Azure."
 

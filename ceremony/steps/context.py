@@ -22,6 +22,7 @@ from ceremony.checkpoint import (
     ask_confirmation,
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.ledger import STARTED
 from ceremony.phases import Phase, phase
 from ceremony.pins import USER_PIN
 from ceremony.plan import Plan, load_plan
@@ -31,7 +32,7 @@ from ceremony.workspace import COMPLETED, Workspace
 # rehearsal's allowances (a token whose wrap deviates is refused as on the day).
 STRICT_REHEARSAL = "strict-rehearsal"
 MODES = ("ceremony", "rehearsal", STRICT_REHEARSAL)
-STARTED, REFUSED = "phase-started", "phase-refused"
+REFUSED = "phase-refused"
 
 
 @dataclass(frozen=True)
