@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +151,25 @@ class IpcKernelManager(AsyncKernelManager):
             shutil.rmtree(socket_dir, ignore_errors=True)
 
 
+@dataclass
+class KernelBatch:
+    """Kernels for `count` phases that run with one environment, directory and launch prefix."""
+
+    env: dict[str, str]
+    cwd: Path
+    count: int
+    prefix: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(sorted(self.env.items())), os.path.realpath(self.cwd), self.prefix)
+
+
 class KernelPool:
     """Kernels started one phase ahead, while the current phase runs: this saves each phase the
-    kernel's start-up and the import of the workbook (nothing else runs in them beforehand)."""
+    kernel's start-up and the import of the workbook (nothing else runs in them beforehand).
+    Batches follow one another: a two-sided rehearsal has the next side's first kernel ready
+    while this side's last phase runs."""
 
     WARM_UP = "import ceremony.steps, ceremony.evidence, ceremony.vault, ceremony.hsm"
 
@@ -160,40 +177,43 @@ class KernelPool:
         self._executor: ThreadPoolExecutor | None = None
         self._next: Future | None = None
         self._reapers: list[threading.Thread] = []
-        self._key: tuple = ()
-        self._remaining = 0
-
-    @staticmethod
-    def _key_of(env: dict[str, str], cwd: Path, prefix: tuple[str, ...]) -> tuple:
-        return (tuple(sorted(env.items())), os.path.realpath(cwd), prefix)
+        self._batches: list[KernelBatch] = []
 
     def prepare(
         self, env: dict[str, str], cwd: Path, count: int, prefix: tuple[str, ...] = ()
     ) -> None:
         """Keep a kernel with this environment, directory and launch prefix ready for the next
         `count` phases."""
-        key = self._key_of(env, cwd, prefix)
-        if self._next is not None and self._key == key:
-            self._remaining = count  # already starting one for exactly these phases
+        batch = KernelBatch(dict(env), cwd, count, prefix)
+        if self._next is not None and self._batches and self._batches[0].key == batch.key:
+            self._batches[0].count = count  # already starting one for exactly these phases
             return
-        self.close()
-        self._key, self._remaining = key, count
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kernel")
-        self._refill(dict(env), cwd, prefix)
+        self.prepare_batches([batch])
 
-    def _refill(self, env: dict[str, str], cwd: Path, prefix: tuple[str, ...]) -> None:
-        if self._remaining > 0 and self._executor is not None:
-            self._next = self._executor.submit(self._start, env, cwd, prefix)
+    def prepare_batches(self, batches: list[KernelBatch]) -> None:
+        """Kernels for these batches of phases, in order, each started one phase ahead."""
+        self.close()
+        self._batches = [b for b in batches if b.count > 0]
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="kernel")
+        self._refill()
+
+    def _refill(self) -> None:
+        while self._batches and self._batches[0].count <= 0:
+            self._batches.pop(0)
+        if self._batches and self._executor is not None:
+            head = self._batches[0]
+            self._next = self._executor.submit(self._start, head.env, head.cwd, head.prefix)
 
     def take(
         self, env: dict[str, str], cwd: Path, prefix: tuple[str, ...] = ()
     ) -> IpcKernelManager | None:
         """The ready kernel when it was made for exactly this environment, directory and prefix."""
-        if self._next is None or self._key != self._key_of(env, cwd, prefix):
+        wanted = KernelBatch(env, cwd, 1, prefix).key
+        if self._next is None or not self._batches or self._batches[0].key != wanted:
             return None
         future, self._next = self._next, None
-        self._remaining -= 1
-        self._refill(dict(env), cwd, prefix)
+        self._batches[0].count -= 1
+        self._refill()
         try:
             return future.result()
         except Exception:  # a failed early start falls back to an ordinary start
@@ -218,7 +238,7 @@ class KernelPool:
 
     def close(self) -> None:
         """Stop a kernel nobody took and the pool's thread; wait for exiting kernels."""
-        future, self._next, self._remaining = self._next, None, 0
+        future, self._next, self._batches = self._next, None, []
         if future is not None:
             with contextlib.suppress(Exception):  # it never started: nothing to stop
                 asyncio.run(future.result().shutdown_kernel(now=True))

@@ -28,6 +28,7 @@ from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import load_plan
 from ceremony.rehearsal_sides import (
     ONLINE_NOTE,
+    Leg,
     carry,
     left_on_token,
     legs,
@@ -329,10 +330,9 @@ def rehearse(
     import ceremony.vault  # noqa: F401
 
     # Import the notebook machinery while the tokens and the vault are set up.
-    from ceremony.runner import load_papermill
-
-    threading.Thread(target=load_papermill, daemon=True).start()
-    from ceremony.kernel import POOL, kernel_home
+    threading.Thread(target=_load_notebook_machinery, daemon=True).start()
+    from ceremony.kernel import POOL
+    from ceremony.netns import offline_air_gap
 
     # The user's SoftHSM2 configuration reaches only the offline side (and only for --token):
     # online kernels, which inherit this process's environment, must see no HSM configuration.
@@ -349,9 +349,12 @@ def rehearse(
             (root / "workspace").mkdir(mode=0o700)
         absent = chosen.absent_signer if chosen else None
         envs = _side_envs(setup, pins, absent)
-        # The first phase's kernel starts now, while the tokens and the vault are set up.
-        POOL.prepare(envs[ONLINE], kernel_home(), count=2)
-        return _rehearse(root, setup, chosen, pins, envs, resume, strict, say, stream)
+        sides = legs(root / "workspace", root / "offline" / "workspace", envs, offline_air_gap())
+        if not resume:
+            # Every phase's kernel starts one phase ahead, across the sides; the first one now,
+            # while the tokens and the vault are set up.
+            POOL.prepare_batches([leg.kernels() for leg in sides])
+        return _rehearse(root, setup, chosen, pins, sides, resume, strict, say, stream)
     except CeremonyError:
         if not resume and not (root / "plan.toml").exists():
             # Refused while setting up (a wrong module, token or PIN): nothing was done in the
@@ -369,7 +372,7 @@ def _rehearse(
     setup: Setup,
     chosen: Drill | None,
     pins: dict[str, str],
-    envs: dict[str, dict],
+    sides: tuple[Leg, ...],
     resume: bool,
     strict: bool,
     say: Callable[[str], None],
@@ -400,7 +403,7 @@ def _rehearse(
                     "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
                 )
             _write_plan(root, vault.url, people, kek, chosen, setup, found.native_rsa_aes)
-        workspace = _run_sides(root, chosen, envs, strict, say, stream)
+        workspace = _run_sides(root, chosen, sides, not resume, strict, say, stream)
     if chosen is not None:
         raise RefusedError(
             f"Drill {chosen.name}: the ceremony did not stop, although it should have at phase "
@@ -418,26 +421,26 @@ def _rehearse(
 def _run_sides(
     root: Path,
     chosen: Drill | None,
-    envs: dict[str, dict],
+    sides: tuple[Leg, ...],
+    kernels_prepared: bool,
     strict: bool,
     say: Callable[[str], None],
     stream: TextIO,
 ) -> Workspace:
     """Each leg on its own side: the workspace carried to it with the paper record of the last
     checkpoint, then run there; a leg already done (a resumed rehearsal) is skipped."""
-    from ceremony.netns import offline_air_gap
     from ceremony.runner import Runner, RunOptions
 
-    gap = offline_air_gap()
-    online, offline = root / "workspace", root / "offline" / "workspace"
+    online, offline = sides[0].workspace, sides[1].workspace
+    gap = sides[1].note
     say(
         f"Two sides, as on the day. Online side: {online}; {ONLINE_NOTE}. Offline side: "
-        f"{offline}; {gap.how}."
+        f"{offline}; {gap}."
     )
-    if not gap.isolated:
-        say(f"NOTE: {gap.how} (recorded with each offline phase).")
+    if not sides[1].prefix:
+        say(f"NOTE: {gap} (recorded with each offline phase).")
     try:
-        for leg in legs(online, offline, envs, (gap.prefix, gap.how)):
+        for leg in sides:
             current = newest([online, offline])
             if leg.done_in(current):
                 continue
@@ -451,6 +454,7 @@ def _run_sides(
                 kernel_env=leg.env,
                 collect_pins=False,
                 warm_kernels=True,
+                kernels_prepared=kernels_prepared,
                 after_phase=_drill_hook(chosen),
                 kernel_prefix=leg.prefix,
                 side_note=leg.note,
@@ -464,6 +468,15 @@ def _run_sides(
         _drill_stopped(chosen, exc, say)
     plan = load_plan(root / "plan.toml")
     return Workspace.open(online, plan.ceremony.id, plan.sha256)
+
+
+def _load_notebook_machinery() -> None:
+    """papermill, to execute the notebooks, and nbconvert, to render them: each side waits for
+    its renderings before the workspace is carried, so the first must not pay for the import."""
+    from ceremony.runner import load_papermill
+
+    load_papermill()
+    import nbconvert  # noqa: F401
 
 
 def _create_kek(root: Path, url: str, say: Callable[[str], None]) -> Any:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ceremony import carried
 from ceremony.events import KEK_TRUSTED, KEY_GENERATED
+from ceremony.kernel import KernelBatch, kernel_home
+from ceremony.netns import AirGap
 from ceremony.phases import OFFLINE, ONLINE, select
 from ceremony.transcript import Transcript
 
@@ -52,18 +54,20 @@ class Leg:
     def describe(self) -> str:
         return f"{self.side} side, phases {self.phases}"
 
+    def kernels(self) -> KernelBatch:
+        """Its kernels, for the pool to start one phase ahead: one per phase, and one more on
+        the offline side, whose first run preflights itself."""
+        count = len(select(self.phases)) + (1 if self.side == OFFLINE else 0)
+        return KernelBatch(self.env, kernel_home(), count, self.prefix)
+
 
 def legs(
-    online: Path,
-    offline: Path,
-    envs: dict[str, dict[str, str]],
-    air_gap: tuple[tuple[str, ...], str],
+    online: Path, offline: Path, envs: dict[str, dict[str, str]], air_gap: AirGap
 ) -> tuple[Leg, ...]:
     """The day's order: online 00–01, offline 00 and 02–03, online 04, then 05 with the signers."""
-    prefix, how = air_gap
     return (
         Leg(ONLINE, "00-01", online, envs[ONLINE]),
-        Leg(OFFLINE, "02-03", offline, envs[OFFLINE], prefix, how),
+        Leg(OFFLINE, "02-03", offline, envs[OFFLINE], air_gap.prefix, air_gap.how),
         Leg(ONLINE, "04", online, envs[ONLINE]),
         Leg(ONLINE, "05", online, envs["signers"], note=SIGNERS_NOTE),
     )

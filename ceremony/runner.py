@@ -71,6 +71,9 @@ class RunOptions:
     collect_pins: bool = True
     # Start each phase's kernel while the phase before runs (needs collect_pins False).
     warm_kernels: bool = False
+    # The caller prepared the kernel pool for this run and the runs after it (a two-sided
+    # rehearsal), and closes it.
+    kernels_prepared: bool = False
     ask: Callable[[str], str] = input
     after_phase: Callable[[Phase, Workspace], None] | None = None
     # A two-sided rehearsal: the command each kernel starts under (the offline side's network
@@ -199,7 +202,8 @@ class Runner:
         current = selected[0]
         try:
             self._admit(current)
-            if self.options.warm_kernels and not self.options.collect_pins:
+            warm = self.options.warm_kernels and not self.options.collect_pins
+            if warm and not self.options.kernels_prepared:
                 status = phase_status(self.ws)
                 pending = [p for p in selected if p.number not in status]
                 POOL.prepare(
@@ -214,7 +218,8 @@ class Runner:
             exc.phase = current.number  # type: ignore[attr-defined]
             raise
         finally:
-            POOL.close()
+            if not self.options.kernels_prepared:
+                POOL.close()
             self._finish_renders()
             shutil.rmtree(self._private, ignore_errors=True)
         return RunReport(tuple(ran), tuple(skipped), self.ws.root, tuple(self._confirmed))
@@ -512,6 +517,9 @@ def execute_notebook(
             cwd=str(cwd),
             progress_bar=False,
             log_output=True,
+            # Written once, when it ends (failed or not), not after every cell: each write
+            # validates the whole notebook, which costs more than most cells do.
+            request_save_on_cell_execute=False,
             **kernel_config(dict(env), prefix),
         )
     except PapermillExecutionError as exc:
