@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINES = 66  # transcript lines of a whole rehearsal up to "sealed" (the archive is written before)
+LINES = 81  # transcript lines of a whole two-sided rehearsal up to "sealed" (the archive is before)
 MAX_DELAY = 0.5  # seconds after line k, so that kills also land between two recorded steps
 HSM_TOKEN = "byok-rehearsal"
 
@@ -85,6 +85,12 @@ def clean_env() -> dict[str, str]:
     }
 
 
+def newest_lines(root: Path) -> list[dict]:
+    """The transcript of whichever side's folder holds the latest state of the workspace."""
+    sides = (root / "workspace", root / "offline" / "workspace")
+    return max((transcript_lines(side) for side in sides), key=len)
+
+
 def transcript_lines(workspace: Path) -> list[dict]:
     found = []
     for path in (workspace / "transcript.jsonl", workspace / ".after-seal" / "transcript.jsonl"):
@@ -105,7 +111,7 @@ def crash(root: Path, point: CrashPoint, timeout: float = 300) -> str:
     )
     deadline = time.monotonic() + timeout
     try:
-        while len(transcript_lines(root / "workspace")) < point.line:
+        while len(newest_lines(root)) < point.line:
             if process.poll() is not None or time.monotonic() > deadline:
                 return "(the rehearsal ended first)"
             time.sleep(0.02)
@@ -114,7 +120,7 @@ def crash(root: Path, point: CrashPoint, timeout: float = 300) -> str:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    lines = transcript_lines(root / "workspace")
+    lines = newest_lines(root)
     # A phase's notebook-kept line comes after the next phase started: name the running phase.
     running = [e["phase"] for e in lines if e["action"] in ("phase-started", "sealed")]
     return f"phase {running[-1] if running else '-'}, after {lines[-1]['action']}"

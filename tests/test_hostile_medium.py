@@ -53,7 +53,8 @@ def _refused(root: Path, match: str) -> dict:
     with pytest.raises(RefusedError, match=match):
         _run_offline_side(root)
     last = events(root / "workspace")[-1]
-    assert last["action"] == "phase-refused" and last["phase"] == "02", last
+    # Refused before the first phase of the run: the offline side's own preflight.
+    assert last["action"] == "phase-refused" and last["phase"] == "00", last
     assert match.replace("\\", "") in last["data"]["message"]
     assert not any(
         e["action"] == "phase-started" and e["phase"] == "02" for e in events(root / "workspace")
