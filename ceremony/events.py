@@ -6,6 +6,7 @@ from __future__ import annotations
 KEY_GENERATING = "key-generating"
 KEY_GENERATED = "key-generated"
 KEY_ADOPTED = "key-adopted"
+HALF_MADE_REMOVED = "half-made-key-removed"  # a key pair's public half, from an interrupted run
 KEY_WRAPPED = "key-wrapped"
 AES_CHALLENGE_WRAPPED = "aes-challenge-wrapped"
 KEY_IMPORTED = "key-imported"

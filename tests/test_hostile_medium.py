@@ -28,10 +28,10 @@ pathlib.Path({marker!r}).write_text("planted code ran")
 
 @pytest.fixture(scope="module")
 def carried(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A rehearsal stopped once the witnesses confirmed phase 01: the medium as it leaves the
-    online side."""
+    """A rehearsal stopped as the offline side received the workspace: its online folder is the
+    medium as it left the online side (phase 01 confirmed, every rendering kept)."""
     root = tmp_path_factory.mktemp("carried") / "r"
-    killed_rehearsal(root, "checkpoint-confirmed", phase="01")
+    killed_rehearsal(root, "workspace-received", phase="00")
     return root
 
 

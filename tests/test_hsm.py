@@ -215,6 +215,22 @@ def test_existing_label_is_refused(session):
         session.generate(KeySpec("oct-HSM", size=256), "taken")
 
 
+def test_the_public_half_of_an_interrupted_generation_is_removed_and_nothing_else(session):
+    """A key pair whose private half was never made (a kill between SoftHSM2's two objects):
+    its public half goes, and the label can be generated again; a whole key is never touched."""
+    made = session.generate(KeySpec("EC-HSM", curve="P-256"), "half-made")
+    private = session.raw.get_key(label="half-made", object_class=ObjectClass.PRIVATE_KEY)
+    private.destroy()
+    assert session.find_key("half-made") is None and session.label_in_use("half-made")
+    assert session.remove_half_made("half-made") == 1
+    assert not session.label_in_use("half-made")
+    again = session.generate(KeySpec("EC-HSM", curve="P-256"), "half-made")
+    assert again.public_key_pem != made.public_key_pem
+    with pytest.raises(HsmError, match="already holds an object labelled 'half-made'"):
+        session.remove_half_made("half-made")
+    assert session.find_key("half-made") == again
+
+
 def test_find_key_describes_what_generate_made(session):
     for spec in (
         KeySpec("RSA-HSM", size=2048),

@@ -151,6 +151,20 @@ def find_key(session: Any, label: str) -> GeneratedKey | None:
     return GeneratedKey(label, bytes(key_id).hex(), spec, public_pem, attributes)
 
 
+def remove_half_made(session: Any, label: str) -> int:
+    """Destroy the public half a generation interrupted mid-way left (a key pair's public object
+    made, its private one not); refuses when a private or secret key carries the label."""
+    if private_or_secret(session, label, required=False) is not None:
+        raise label_taken(label)
+    halves = [
+        o for o in find_objects(session, label) if o[Attribute.CLASS] == ObjectClass.PUBLIC_KEY
+    ]
+    with hsm_step(f"Removing the half-made key pair {label!r}"):
+        for half in halves:
+            half.destroy()
+    return len(halves)
+
+
 def find_objects(session: Any, label: str) -> list[Any]:
     with hsm_step(f"Searching the token for {label!r}"):
         return list(session.get_objects({Attribute.LABEL: label}))

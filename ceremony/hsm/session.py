@@ -54,6 +54,11 @@ class HsmSession:
         """Whether any object on the token carries this label: checked before anything is made."""
         return bool(keys.find_objects(self.raw, label))
 
+    def remove_half_made(self, label: str) -> int:
+        """The public halves an interrupted generation of `label` left: destroyed, counted.
+        Only for a label this ceremony found free before it started generating."""
+        return keys.remove_half_made(self.raw, label)
+
     def find_key(self, label: str) -> keys.GeneratedKey | None:
         """The target key labelled `label`, or None: lets a rerun resume instead of duplicating."""
         return keys.find_key(self.raw, label)

@@ -7,10 +7,12 @@ any other. Never sees private key bytes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
 from ceremony.errors import RefusedError
-from ceremony.events import KEY_ADOPTED, KEY_GENERATED, KEY_GENERATING
+from ceremony.events import HALF_MADE_REMOVED, KEY_ADOPTED, KEY_GENERATED, KEY_GENERATING
 from ceremony.steps.context import Context, StepResult, step
 
 
@@ -19,6 +21,22 @@ def _started_by_this_ceremony(ctx: Context, name: str) -> bool:
         e.action == KEY_GENERATING and isinstance(e.data, dict) and e.data.get("name") == name
         for e in ctx.workspace.events()
     )
+
+
+def _free_label(ctx: Context, session: Any, name: str) -> None:
+    """Before generating: the label must be free. It is recorded as started only then, so what
+    an interrupted generation of it left (a key pair's public half) is this ceremony's own, and
+    is removed; anything else with the label is refused."""
+    if _started_by_this_ceremony(ctx, name):
+        removed = session.remove_half_made(name)
+        if removed:
+            ctx.record(HALF_MADE_REMOVED, {"name": name, "objects": removed})
+    elif session.label_in_use(name):
+        raise RefusedError(
+            f"The token already holds an object labelled {name!r} that this ceremony did not make.",
+            "Never reuse an object of unknown origin: remove it with the token's security "
+            "officer, or rename the key in a new plan.",
+        )
 
 
 @step
@@ -31,6 +49,7 @@ def generate(ctx: Context) -> StepResult:
         for key in ctx.plan.keys:
             found = session.find_key(key.name)
             if found is None:
+                _free_label(ctx, session, key.name)
                 ctx.record(KEY_GENERATING, {"name": key.name, "spec": key.spec.describe()})
                 found = session.generate(
                     key.spec, key.name, wrap_with_trusted=ctx.plan.hsm.wrap_with_trusted
