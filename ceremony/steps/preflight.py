@@ -62,7 +62,7 @@ def preflight(ctx: Context, side: str = "auto") -> StepResult:
 
         with ctx.hsm() as session:
             info = session.describe()
-            test = session.self_test()
+            test = session.self_test(plan.hsm.wrap, plan.hsm.wrap_asked_by)
         hsm, self_test = info.to_dict(), test.to_dict()
         warning = require_conformant(test, ctx.allowances)
         warnings += [warning] if warning else []
