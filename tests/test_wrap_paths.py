@@ -1,0 +1,148 @@
+"""Choosing the wrap path: `ceremony byok --wrap` and the plan's [hsm] wrap.
+
+On SoftHSM2 2.7 both paths work and each is chosen explicitly; tokens with one path withheld
+(SoftHSM's slots.mechanisms) show that the choice really takes that path; on Debian's 2.6 (no
+native mechanism) `--wrap native` is refused before anything is generated. Every package is opened
+independently with pyca/cryptography and the openssl CLI, to the exact key bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+from ceremony.byok import parse_byok
+from ceremony.evidence.records import ChallengeRecord
+from tests.fixtures_hsm import (
+    SoftwareKek,
+    strip_der_zero_padding,
+    unwrap_with_cryptography,
+    unwrap_with_openssl,
+)
+from tests.softhsm27 import module_path, requires_softhsm27, token27
+from tests.test_cli_hsm import KID, assert_refused, run_cli
+from tests.workbook_support import clean_env, events
+
+TOKEN, PIN = "wrap-paths", "user-2718"
+SPECS = {
+    "rsa": ("--type", "RSA-HSM", "--size", "2048"),
+    "ec": ("--type", "EC-HSM", "--curve", "P-521"),
+    "aes": ("--type", "oct-HSM", "--size", "256"),
+}
+
+
+def byok(env: dict[str, str], kek: SoftwareKek, out: Path, label: str, *extra: str):
+    """`ceremony byok` in a child process on the 2.7 token of `env`."""
+    return byok_on(module_path(), TOKEN, {**clean_env(), **env}, kek, out, label, *extra)
+
+
+def byok_on(module, token: str, env: dict[str, str], kek: SoftwareKek, out: Path, label: str,
+            *extra: str):  # fmt: skip
+    """`ceremony byok` in a child process."""
+    args = ["byok", "--module", module, "--token", token, "--kek-pem", str(kek.pem_path),
+            "--kid", KID, "--label", label, "--out", str(out), *extra]  # fmt: skip
+    return run_cli(args, env)
+
+
+def assert_opens_to_the_key(out: Path, kek: SoftwareKek, workdir: Path) -> None:
+    """Both independent implementations open the package to the same bytes, and those bytes are
+    exactly the HSM's key: its public half (RSA, EC), or the key that wrapped the challenge (AES)."""
+    package = parse_byok(out.read_bytes(), kek_bits=kek.bits)
+    plain = unwrap_with_cryptography(package.ciphertext, kek)
+    assert plain == unwrap_with_openssl(package.ciphertext, kek, workdir)
+    challenge_file = out.with_suffix(".challenge.json")
+    if challenge_file.exists():
+        assert len(plain) == 32  # RFC 5649's length check held: exactly an AES-256 key
+        record = ChallengeRecord.from_json(challenge_file.read_bytes())
+        challenge = aes_key_unwrap(plain, bytes.fromhex(record.wrapped))
+        assert hashlib.sha256(challenge).hexdigest() == record.challenge_sha256
+        return
+    assert strip_der_zero_padding(plain) == plain  # the DER's own length: nothing appended
+    public = serialization.load_der_private_key(plain, password=None).public_key()
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert pem == out.with_suffix(".pub.pem").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def full27(tmp_path_factory) -> dict[str, str]:
+    """A 2.7 token offering both paths."""
+    return token27(tmp_path_factory.mktemp("full27"), TOKEN, PIN)
+
+
+@requires_softhsm27
+@pytest.mark.parametrize("kind", sorted(SPECS))
+@pytest.mark.parametrize("path", ["native", "two-step"])
+def test_each_path_chosen_explicitly_on_softhsm27_opens_to_the_exact_key(
+    full27, software_kek, tmp_path, path, kind
+):
+    out = tmp_path / f"{kind}.byok"
+    done = byok(full27, software_kek, out, f"{path}-{kind}", *SPECS[kind],
+                "--wrap", path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # conformant: no rehearsal warning
+    verdict = next(line for line in done.stdout.splitlines() if "wrap self-test" in line)
+    assert "native CKM_RSA_AES_KEY_WRAP: passed" in verdict
+    assert "two-step: CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP SHA-1, conformant" in verdict
+    assert verdict.endswith(f"path {path} (asked by --wrap {path})")
+    assert_opens_to_the_key(out, software_kek, tmp_path)
+
+
+@requires_softhsm27
+def test_without_the_native_mechanism_native_is_refused_and_two_step_taken(
+    tmp_path, software_kek
+):
+    """A token that withholds CKM_RSA_AES_KEY_WRAP: --wrap native stops before generating (the
+    same label is then free for --wrap two-step), and auto takes the two steps, saying why."""
+    env = token27(tmp_path / "hsm", TOKEN, PIN, without="CKM_RSA_AES_KEY_WRAP")
+    out = tmp_path / "ec.byok"
+    refused = byok(env, software_kek, out, "k", *SPECS["ec"], "--wrap", "native")
+    assert_refused(refused.returncode, refused.stderr, out, expect="--wrap native asks for the "
+                   "native CKM_RSA_AES_KEY_WRAP, but on this token it is not offered.")  # fmt: skip
+    taken = byok(env, software_kek, out, "k", *SPECS["ec"], "--wrap", "two-step")
+    assert taken.returncode == 0, taken.stderr
+    assert "path two-step (asked by --wrap two-step)" in taken.stdout
+    assert_opens_to_the_key(out, software_kek, tmp_path)
+    auto = tmp_path / "auto.byok"
+    chosen = byok(env, software_kek, auto, "auto", *SPECS["aes"])
+    assert chosen.returncode == 0, chosen.stderr
+    assert "path two-step (auto: the native mechanism is not offered)" in chosen.stdout
+    assert_opens_to_the_key(auto, software_kek, tmp_path)
+
+
+@requires_softhsm27
+def test_without_rfc_5649_two_step_is_refused_and_native_taken(tmp_path, software_kek):
+    env = token27(tmp_path / "hsm", TOKEN, PIN, without="CKM_AES_KEY_WRAP_PAD")
+    out = tmp_path / "rsa.byok"
+    refused = byok(env, software_kek, out, "k", *SPECS["rsa"], "--wrap", "two-step")
+    assert_refused(refused.returncode, refused.stderr, out, expect="--wrap two-step asks for the "
+                   "two-step wrap, but no mechanism on this token performs RFC 5649")  # fmt: skip
+    taken = byok(env, software_kek, out, "k", *SPECS["rsa"], "--wrap", "native")
+    assert taken.returncode == 0, taken.stderr
+    assert "two-step: no mechanism performs RFC 5649; path native" in taken.stdout
+    assert_opens_to_the_key(out, software_kek, tmp_path)
+
+
+def test_native_on_debian_softhsm26_is_refused_before_anything_is_generated(
+    hsm_token, software_kek, tmp_path
+):
+    out = tmp_path / "ec.byok"
+    on_debian = (hsm_token.module_path, hsm_token.label, hsm_token.environ(), software_kek, out)
+    args = ("debian-native", "--type", "EC-HSM", "--curve", "P-256", "--rehearsal")
+    refused = byok_on(*on_debian, *args, "--wrap", "native")
+    assert_refused(refused.returncode, refused.stderr, out, out.with_suffix(".pub.pem"),
+                   expect="--wrap native asks for the native CKM_RSA_AES_KEY_WRAP, but on this "
+                   "token it is not offered.")  # fmt: skip
+    assert "Use wrap 'two-step' or 'auto'" in refused.stderr
+    # Nothing was generated: the label is still free for the path the token has.
+    taken = byok_on(*on_debian, *args, "--wrap", "two-step")
+    assert taken.returncode == 0, taken.stderr
+    assert "path two-step (asked by --wrap two-step)" in taken.stdout
+    assert "REHEARSAL ONLY" in taken.stderr and "zero-pad-before-rfc5649" in taken.stderr
