@@ -52,7 +52,7 @@ def byok_on(module, token: str, env: dict[str, str], kek: SoftwareKek, out: Path
 
 def assert_opens_to_the_key(out: Path, kek: SoftwareKek, workdir: Path) -> None:
     """Both independent implementations open the package to the same bytes, and those bytes are
-    exactly the HSM's key: its public half (RSA, EC), or the key that wrapped the challenge (AES)."""
+    exactly the HSM's key: its public half (RSA, EC), or the key that wrapped the challenge."""
     package = parse_byok(out.read_bytes(), kek_bits=kek.bits)
     plain = unwrap_with_cryptography(package.ciphertext, kek)
     assert plain == unwrap_with_openssl(package.ciphertext, kek, workdir)
@@ -96,9 +96,7 @@ def test_each_path_chosen_explicitly_on_softhsm27_opens_to_the_exact_key(
 
 
 @requires_softhsm27
-def test_without_the_native_mechanism_native_is_refused_and_two_step_taken(
-    tmp_path, software_kek
-):
+def test_without_the_native_mechanism_native_is_refused_and_two_step_taken(tmp_path, software_kek):
     """A token that withholds CKM_RSA_AES_KEY_WRAP: --wrap native stops before generating (the
     same label is then free for --wrap two-step), and auto takes the two steps, saying why."""
     env = token27(tmp_path / "hsm", TOKEN, PIN, without="CKM_RSA_AES_KEY_WRAP")
@@ -146,3 +144,92 @@ def test_native_on_debian_softhsm26_is_refused_before_anything_is_generated(
     assert taken.returncode == 0, taken.stderr
     assert "path two-step (asked by --wrap two-step)" in taken.stdout
     assert "REHEARSAL ONLY" in taken.stderr and "zero-pad-before-rfc5649" in taken.stderr
+
+
+PLAN = """
+[ceremony]
+id = "wrap-path-choice"
+purpose = "Phases 00-03 with the two-step wrap chosen in the plan."
+
+[vault]
+url = "{url}"
+flavour = "managed-hsm"
+local_state = "vault"
+
+[kek]
+name = "kek"
+fingerprint = "{fingerprint}"
+
+[hsm]
+module = "{module}"
+token = "{token}"
+wrap = "two-step"
+wrap_with_trusted = false
+
+[[keys]]
+name = "two-step-ec"
+type = "EC-HSM"
+curve = "P-384"
+key_ops = ["sign", "verify"]
+
+[[keys]]
+name = "two-step-aes"
+type = "oct-HSM"
+size = 256
+key_ops = ["wrapKey", "unwrapKey"]
+
+[[people]]
+name = "ada"
+role = "administrator"
+public_key = "people/ada.pub.pem"
+signer = "file:people/ada.key"
+
+[[people]]
+name = "wanda"
+role = "witness"
+public_key = "people/wanda.pub.pem"
+signer = "file:people/wanda.key"
+
+[quorum]
+administrator = 1
+witness = 1
+"""
+
+
+@requires_softhsm27
+def test_a_plan_choosing_two_step_records_both_verdicts_and_the_choice(tmp_path):
+    """Phases 00-03 through the notebooks on 2.7, where the native mechanism passes: the plan's
+    two-step is what phase 03 takes, and preflight and phase 03 both record each path's verdict
+    and why this path, in the evidence the archive will seal."""
+    from ceremony.localvault import LocalVault
+    from ceremony.runner import Runner, RunOptions
+    from ceremony.signers import create_file_signing_key
+    from ceremony.vault import connect, create_kek
+
+    env = token27(tmp_path / "softhsm", TOKEN, PIN)
+    (tmp_path / "people").mkdir()
+    for name in ("ada", "wanda"):
+        _, public_pem = create_file_signing_key(tmp_path / "people" / f"{name}.key")
+        (tmp_path / "people" / f"{name}.pub.pem").write_text(public_pem)
+    with LocalVault(tmp_path / "vault", managed_hsm=True) as vault:
+        kek = create_kek(connect(local_vault_dir=tmp_path / "vault"), "kek")
+        plan = tmp_path / "plan.toml"
+        plan.write_text(PLAN.format(url=vault.url, fingerprint=kek.fingerprint.hex,
+                                    module=module_path(), token=TOKEN))  # fmt: skip
+        options = RunOptions(phases="00-03", rehearsal=True, auto_confirm=True, qr=False,
+                             kernel_env=env, collect_pins=False)  # fmt: skip
+        Runner(plan, tmp_path / "ws", options, out=io.StringIO()).run()
+    workspace = tmp_path / "ws"
+    preflight = json.loads((workspace / "preflight.json").read_text())["self_test"]
+    chosen = [e for e in events(workspace) if e["action"] == "wrap-path-chosen"]
+    assert len(chosen) == 1 and chosen[0]["phase"] == "03"
+    for record in (preflight, chosen[0]["data"]):
+        assert record["native"] == "passed" and record["native_rsa_aes"] is True
+        assert record["two_step"]["conformant"] is True and record["two_step"]["oaep_sha1"]
+        assert record["two_step"]["mechanism"] == "CKM_AES_KEY_WRAP_PAD"
+        assert (record["path"], record["chosen"]) == ("two-step", "two-step")
+        assert record["reason"] == "asked by the plan ([hsm] wrap = 'two-step')"
+        assert record["conformant"] is True
+    assert "native CKM_RSA_AES_KEY_WRAP: passed" in preflight["verdict"]
+    notebook = (workspace / "notebooks" / "03_wrap.html").read_text()
+    assert "two-step (asked by the plan" in notebook
