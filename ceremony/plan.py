@@ -217,11 +217,6 @@ class HsmSection(_Section):
     # native mechanism misbehaves).
     wrap: WrapChoice = AUTO
 
-    @property
-    def wrap_asked_by(self) -> str:
-        """Who chose the wrap path, as the self-test's record names it."""
-        return f"the plan ([hsm] wrap = {self.wrap!r})"
-
     @model_validator(mode="after")
     def _two_step_is_untrusted(self) -> HsmSection:
         # The two steps wrap the key under an ephemeral AES key, which only the security officer

@@ -13,3 +13,5 @@ TWO_STEP = "two-step"  # CKM_AES_KEY_WRAP_KWP/PAD under an ephemeral key + CKM_R
 
 WrapChoice = Literal["auto", "native", "two-step"]
 WRAP_CHOICES: tuple[str, ...] = (AUTO, NATIVE, TWO_STEP)
+# Who chose, as the self-test's record and refusals name it ("chosen by ...").
+PLAN_CHOICE = "the plan's [hsm] wrap"

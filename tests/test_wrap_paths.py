@@ -91,7 +91,7 @@ def test_each_path_chosen_explicitly_on_softhsm27_opens_to_the_exact_key(
     verdict = next(line for line in done.stdout.splitlines() if "wrap self-test" in line)
     assert "native CKM_RSA_AES_KEY_WRAP: passed" in verdict
     assert "two-step: CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP SHA-1, conformant" in verdict
-    assert verdict.endswith(f"path {path} (asked by --wrap {path})")
+    assert verdict.endswith(f"path {path} (chosen by --wrap)")
     assert_opens_to_the_key(out, software_kek, tmp_path)
 
 
@@ -102,11 +102,12 @@ def test_without_the_native_mechanism_native_is_refused_and_two_step_taken(tmp_p
     env = token27(tmp_path / "hsm", TOKEN, PIN, without="CKM_RSA_AES_KEY_WRAP")
     out = tmp_path / "ec.byok"
     refused = byok(env, software_kek, out, "k", *SPECS["ec"], "--wrap", "native")
-    assert_refused(refused.returncode, refused.stderr, out, expect="--wrap native asks for the "
-                   "native CKM_RSA_AES_KEY_WRAP, but on this token it is not offered.")  # fmt: skip
+    assert_refused(refused.returncode, refused.stderr, out, expect="Wrap path 'native' (chosen by "
+                   "--wrap) needs the native CKM_RSA_AES_KEY_WRAP, but on this token it is not "
+                   "offered.")  # fmt: skip
     taken = byok(env, software_kek, out, "k", *SPECS["ec"], "--wrap", "two-step")
     assert taken.returncode == 0, taken.stderr
-    assert "path two-step (asked by --wrap two-step)" in taken.stdout
+    assert "path two-step (chosen by --wrap)" in taken.stdout
     assert_opens_to_the_key(out, software_kek, tmp_path)
     auto = tmp_path / "auto.byok"
     chosen = byok(env, software_kek, auto, "auto", *SPECS["aes"])
@@ -120,8 +121,8 @@ def test_without_rfc_5649_two_step_is_refused_and_native_taken(tmp_path, softwar
     env = token27(tmp_path / "hsm", TOKEN, PIN, without="CKM_AES_KEY_WRAP_PAD")
     out = tmp_path / "rsa.byok"
     refused = byok(env, software_kek, out, "k", *SPECS["rsa"], "--wrap", "two-step")
-    assert_refused(refused.returncode, refused.stderr, out, expect="--wrap two-step asks for the "
-                   "two-step wrap, but no mechanism on this token performs RFC 5649")  # fmt: skip
+    expect = "Wrap path 'two-step' (chosen by --wrap) needs a mechanism that performs RFC 5649"
+    assert_refused(refused.returncode, refused.stderr, out, expect=expect)
     taken = byok(env, software_kek, out, "k", *SPECS["rsa"], "--wrap", "native")
     assert taken.returncode == 0, taken.stderr
     assert "two-step: no mechanism performs RFC 5649; path native" in taken.stdout
@@ -136,13 +137,13 @@ def test_native_on_debian_softhsm26_is_refused_before_anything_is_generated(
     args = ("debian-native", "--type", "EC-HSM", "--curve", "P-256", "--rehearsal")
     refused = byok_on(*on_debian, *args, "--wrap", "native")
     assert_refused(refused.returncode, refused.stderr, out, out.with_suffix(".pub.pem"),
-                   expect="--wrap native asks for the native CKM_RSA_AES_KEY_WRAP, but on this "
-                   "token it is not offered.")  # fmt: skip
+                   expect="Wrap path 'native' (chosen by --wrap) needs the native "
+                   "CKM_RSA_AES_KEY_WRAP, but on this token it is not offered.")  # fmt: skip
     assert "Use wrap 'two-step' or 'auto'" in refused.stderr
     # Nothing was generated: the label is still free for the path the token has.
     taken = byok_on(*on_debian, *args, "--wrap", "two-step")
     assert taken.returncode == 0, taken.stderr
-    assert "path two-step (asked by --wrap two-step)" in taken.stdout
+    assert "path two-step (chosen by --wrap)" in taken.stdout
     assert "REHEARSAL ONLY" in taken.stderr and "zero-pad-before-rfc5649" in taken.stderr
 
 
@@ -228,8 +229,34 @@ def test_a_plan_choosing_two_step_records_both_verdicts_and_the_choice(tmp_path)
         assert record["two_step"]["conformant"] is True and record["two_step"]["oaep_sha1"]
         assert record["two_step"]["mechanism"] == "CKM_AES_KEY_WRAP_PAD"
         assert (record["path"], record["chosen"]) == ("two-step", "two-step")
-        assert record["reason"] == "asked by the plan ([hsm] wrap = 'two-step')"
+        assert record["reason"] == "chosen by the plan's [hsm] wrap"
         assert record["conformant"] is True
     assert "native CKM_RSA_AES_KEY_WRAP: passed" in preflight["verdict"]
     notebook = (workspace / "notebooks" / "03_wrap.html").read_text()
-    assert "two-step (asked by the plan" in notebook
+    assert "wrap path</td><td><code>two-step (chosen by the plan's [hsm] wrap)" in notebook
+
+
+def test_preflight_refuses_a_plan_asking_for_native_on_debian_softhsm26(
+    hsm_token, tmp_path, monkeypatch
+):
+    """Phase 00 on the offline side, with the plan's [hsm] wrap = "native" on a token without the
+    native mechanism: refused in one sentence, recorded, and no preflight record written."""
+    from ceremony.errors import HsmError
+    from ceremony.steps.context import begin
+    from ceremony.steps.preflight import preflight
+    from tests.test_runner import write_plan
+
+    monkeypatch.setenv("CEREMONY_PIN", hsm_token.pin)
+    token = f'{hsm_token.label}"\nwrap = "native'
+    plan = write_plan(tmp_path, module=hsm_token.module_path, token=token)
+    ctx = begin("00", plan, tmp_path / "ws", "rehearsal")
+    expected = (
+        "Wrap path 'native' (chosen by the plan's [hsm] wrap) needs the native "
+        "CKM_RSA_AES_KEY_WRAP, but on this token it is not offered."
+    )
+    with pytest.raises(HsmError) as refusal:
+        preflight(ctx, side="offline")
+    assert refusal.value.message == expected
+    last = events(tmp_path / "ws")[-1]
+    assert last["action"] == "phase-refused" and last["data"]["message"] == expected
+    assert not (tmp_path / "ws" / "preflight.json").exists()

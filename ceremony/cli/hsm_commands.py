@@ -113,7 +113,7 @@ def run_byok(args: argparse.Namespace) -> int:
         print(f"token: {token.label!r} {token.manufacturer} {token.model} serial {token.serial}")
         if session.label_in_use(args.label):
             raise label_taken(args.label)
-        result = session.self_test(args.wrap, f"--wrap {args.wrap}")
+        result = session.self_test(args.wrap, "--wrap")
         print(result.summary())
         warning = require_conformant(result, rehearsal=args.rehearsal)
         if warning:

@@ -100,31 +100,30 @@ class WrapSelfTest:
         return f"{self.mechanism} + CKM_RSA_PKCS_OAEP SHA-1, {verdict}"
 
     def choosing(self, wanted: str, source: str) -> WrapSelfTest:
-        """This verdict with the path `wanted` ('auto', 'native', 'two-step') chosen, as
-        `source` (the plan's [hsm] wrap, --wrap) asked; refuses a path the token cannot take."""
+        """This verdict with the path `wanted` ('auto', 'native', 'two-step') chosen by `source`
+        (the plan's [hsm] wrap, --wrap); refuses a path the token cannot take."""
         if wanted not in WRAP_CHOICES:
             raise HsmError(
                 f"The wrap path {wanted!r} is unknown.", f"Use one of {', '.join(WRAP_CHOICES)}."
             )
         if wanted == AUTO:
             return self
+        chosen_by = f"chosen by {source}"
         if wanted == NATIVE and not self.native_rsa_aes:
             raise HsmError(
-                f"{source} asks for the native CKM_RSA_AES_KEY_WRAP, but on this token it "
-                f"{_NATIVE_MISSING[self.native]}.",
+                f"Wrap path 'native' ({chosen_by}) needs the native CKM_RSA_AES_KEY_WRAP, but on "
+                f"this token it {_NATIVE_MISSING[self.native]}.",
                 "Use wrap 'two-step' or 'auto', or an HSM whose native mechanism passes "
                 "(SoftHSM2 2.7.0 or later).",
             )
         if wanted == TWO_STEP and self.mechanism is None:
             raise HsmError(
-                f"{source} asks for the two-step wrap, but no mechanism on this token performs "
-                "RFC 5649 AES key wrap with padding.",
+                f"Wrap path 'two-step' ({chosen_by}) needs a mechanism that performs RFC 5649 AES "
+                "key wrap with padding, and this token has none.",
                 "Use wrap 'native' or 'auto', or an HSM that offers CKM_AES_KEY_WRAP_KWP/PAD.",
             )
         conformant = True if wanted == NATIVE else self.two_step_conformant
-        return replace(
-            self, path=wanted, chosen=wanted, conformant=conformant, reason=f"asked by {source}"
-        )
+        return replace(self, path=wanted, chosen=wanted, conformant=conformant, reason=chosen_by)
 
     def summary(self) -> str:
         """One line for the operator and the transcript: both paths' verdicts and the choice."""

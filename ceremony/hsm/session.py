@@ -38,11 +38,11 @@ class HsmSession:
             self._info = describe_token(self.module_path, self.token)
         return self._info
 
-    def self_test(self, wrap: str = AUTO, asked_by: str = "") -> WrapSelfTest:
-        """Both wrap paths' verdicts on this token, and the path `wrap` chooses ('auto', 'native'
-        or 'two-step', as `asked_by` asks); refuses a path the token cannot take."""
+    def self_test(self, wrap: str = AUTO, chosen_by: str = "") -> WrapSelfTest:
+        """Both wrap paths' verdicts on this token, and the path `wrap` ('auto', 'native' or
+        'two-step', chosen by `chosen_by`); refuses a path the token cannot take."""
         offered = {m.code for m in self.describe().mechanisms}
-        return run_self_test(self.raw, offered).choosing(wrap, asked_by)
+        return run_self_test(self.raw, offered).choosing(wrap, chosen_by)
 
     def generate(
         self, spec: KeySpec, label: str, *, wrap_with_trusted: bool = False

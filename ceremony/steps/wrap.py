@@ -17,6 +17,7 @@ from ceremony.events import AES_CHALLENGE_WRAPPED, KEK_TRUSTED, KEY_WRAPPED, WRA
 from ceremony.pins import SO_PIN
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
+from ceremony.wrap_paths import PLAN_CHOICE
 
 
 @step
@@ -41,7 +42,7 @@ def wrap(ctx: Context) -> StepResult:
         notes.append(UNPROTECTED)
     with ctx.hsm() as session:
         token = session.describe().token
-        test = session.self_test(ctx.plan.hsm.wrap, ctx.plan.hsm.wrap_asked_by)
+        test = session.self_test(ctx.plan.hsm.wrap, PLAN_CHOICE)
         ctx.record(WRAP_PATH_CHOSEN, test.to_dict())
         warning = require_conformant(test, ctx.allowances)
         notes += [warning] if warning else []
