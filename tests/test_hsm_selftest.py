@@ -98,8 +98,9 @@ def test_two_step_chosen_where_native_passes_carries_the_two_step_verdict():
     chosen = verdict(PASSED, ZERO_PAD).choosing("two-step", "the plan's [hsm] wrap")
     assert (chosen.path, chosen.chosen, chosen.conformant) == ("two-step", "two-step", False)
     assert chosen.reason == "chosen by the plan's [hsm] wrap"
-    with pytest.raises(HsmError, match="zero-pad-before-rfc5649"):
+    with pytest.raises(HsmError, match="zero-pad-before-rfc5649") as refusal:
         require_conformant(chosen, False)
+    assert refusal.value.remedy.startswith("Choose wrap 'native' or 'auto'")
     assert require_conformant(chosen, True).startswith("REHEARSAL ONLY")
     record = chosen.to_dict()
     assert record["native"] == "passed" and record["two_step"]["conformant"] is False

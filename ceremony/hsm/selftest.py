@@ -238,6 +238,10 @@ def require_conformant(result: WrapSelfTest, rehearsal: bool) -> str | None:
         return None
     what = DEVIATIONS.get(result.deviation or "", "its output matches no known scheme")
     message = f"The token's {result.mechanism} is not conformant ({result.deviation}): {what}."
+    if not rehearsal and result.native_rsa_aes:
+        raise HsmError(
+            message, "Choose wrap 'native' or 'auto': this token's native mechanism passed."
+        )
     if not rehearsal:
         raise HsmError(
             message,
