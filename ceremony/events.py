@@ -13,3 +13,4 @@ KEY_IMPORTED = "key-imported"
 KEK_TRUSTED = "kek-trusted"
 # The runner's notes: the air gap (which side ran a phase, and how it was cut off).
 NOTE = "note"
+WRAP_PATH_CHOSEN = "wrap-path-chosen"

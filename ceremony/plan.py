@@ -35,6 +35,7 @@ from ceremony.errors import CeremonyError, PlanError
 from ceremony.fingerprint import Fingerprint
 from ceremony.keyspec import KeySpec
 from ceremony.plan_problems import PlanProblem, PlanProblems, problem, problems_of
+from ceremony.wrap_paths import AUTO, TWO_STEP, WrapChoice
 
 NAME_RE = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 PERSON_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -211,6 +212,24 @@ class HsmSection(_Section):
     # True: target keys are CKA_WRAP_WITH_TRUSTED, wrappable only under the KEK the security
     # officer marked trusted. False is an explicit acceptance that the token cannot do this.
     wrap_with_trusted: bool = True
+    # The wrap path: "auto" (native CKM_RSA_AES_KEY_WRAP where its self-test passes, else the two
+    # steps), "native", or "two-step" (RFC 5649 + RSA-OAEP inside the HSM, for a token whose
+    # native mechanism misbehaves).
+    wrap: WrapChoice = AUTO
+
+    @model_validator(mode="after")
+    def _two_step_is_untrusted(self) -> HsmSection:
+        # The two steps wrap the key under an ephemeral AES key, which only the security officer
+        # could mark trusted: a CKA_WRAP_WITH_TRUSTED key cannot take that path.
+        if self.wrap == TWO_STEP and self.wrap_with_trusted:
+            raise problem(
+                "is 'two-step', but wrap_with_trusted is true and a key only the trusted KEK may "
+                "wrap can be wrapped by the native mechanism alone",
+                "Use wrap = 'native' or 'auto', or accept the weaker protection explicitly: "
+                "wrap_with_trusted = false.",
+                field="wrap",
+            )
+        return self
 
 
 def _release_policy(policy: Any, info: ValidationInfo) -> Mapping[str, Any] | None:

@@ -193,7 +193,14 @@ def self_test_rows(test: Mapping[str, Any]) -> list[tuple[str, str]]:
         else (f"not conformant: {test.get('deviation_description') or test.get('deviation', '?')}")
     )
     rows = [("Result", verdict)]
-    if test.get("mechanism"):
+    if test.get("path"):
+        rows.append(("Path chosen", f"{test['path']} ({plain(test.get('reason'))})"))
+    if "native" in test:
+        rows.append(("Native CKM_RSA_AES_KEY_WRAP", plain(test["native"])))
+    two_step = test.get("two_step")
+    if isinstance(two_step, dict):
+        rows.append(("Two-step (RFC 5649 + RSA-OAEP SHA-1)", plain(two_step.get("verdict"))))
+    elif test.get("mechanism"):
         native = "yes" if test.get("native_rsa_aes") else "no (two steps, the identical blob)"
         rows.append(
             (

@@ -33,6 +33,13 @@ def local_managed_hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loca
         yield vault
 
 
+@pytest.fixture(scope="module")
+def strict_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalVault]:
+    """A Key Vault Premium flavoured local vault with no rehearsal allowance (strict)."""
+    with LocalVault(tmp_path_factory.mktemp("strict") / "state", strict=True) as vault:
+        yield vault
+
+
 def kek_public_key(kek: object) -> rsa.RSAPublicKey:
     """The RSA public key of a KeyVaultKey returned by the SDK."""
     jwk = kek.key  # type: ignore[attr-defined]

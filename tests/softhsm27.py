@@ -28,3 +28,22 @@ requires_softhsm27 = pytest.mark.skipif(
     reason="SoftHSM2 2.7 is not built here: build it with the shared softhsm-2.7/build.sh and "
     "set SOFTHSM27_MODULE to the module it prints (.ci/run does)",
 )
+
+
+def token27(directory: Path, label: str, pin: str, *, without: str = "") -> dict[str, str]:
+    """A SoftHSM2 2.7 token in a directory of its own, made by a child process (this one may hold
+    Debian's module); `without` names mechanisms the token must not offer (SoftHSM's
+    slots.mechanisms, e.g. "CKM_RSA_AES_KEY_WRAP"). Returns the environment a child needs to use
+    it: its directory and the user PIN."""
+    from ceremony.softhsm import SoftHsm
+
+    module = module_path()
+    assert module is not None, "only for tests marked requires_softhsm27"
+    softhsm = SoftHsm(directory, module)
+    if without:
+        conf = softhsm.conf_path.read_text()
+        softhsm.conf_path.write_text(
+            conf.replace("slots.mechanisms = ALL", f"slots.mechanisms = -{without}")
+        )
+    softhsm.create_token(label, pin)
+    return {**softhsm.environ(), "CEREMONY_PIN": pin}

@@ -346,7 +346,8 @@ def test_hsm_info_lists_tokens_and_describes_one(hsm_token, monkeypatch, capsys)
     )
     out = capsys.readouterr().out
     assert "self-test: CKM_AES_KEY_WRAP_PAD: zero-pad-before-rfc5649" in out
-    assert "self-test: chosen CKM_AES_KEY_WRAP_PAD; wrap self-test: CKM_AES_KEY_WRAP_PAD" in out
+    assert "self-test: native CKM_RSA_AES_KEY_WRAP: not offered" in out
+    assert "self-test: chosen two-step; wrap self-test: CKM_AES_KEY_WRAP_PAD" in out
     assert "NOT conformant (zero-pad-before-rfc5649)" in out
 
 
@@ -375,7 +376,7 @@ def test_hsm_info_json_carries_everything_its_text_shows(hsm_token, monkeypatch,
     chosen = [line for line in text.splitlines() if line.startswith("self-test: chosen")]
     if "--self-test" in which:
         test = record["self_test"]
-        assert chosen == [f"self-test: chosen {test['mechanism']}; {test['verdict']}"]
+        assert chosen == [f"self-test: chosen {test['path']}; {test['verdict']}"]
         assert "conformant" in test["verdict"]
     else:
         assert chosen == [] and "self_test" not in record

@@ -116,6 +116,13 @@ def test_self_test_detects_softhsm_zero_padding(self_test):
     outcomes = {c.name: c.outcome for c in self_test.candidates}
     assert outcomes == {"CKM_AES_KEY_WRAP_KWP": "not offered", "CKM_AES_KEY_WRAP_PAD": ZERO_PAD}
     assert self_test.to_dict()["deviation_description"].startswith("it zero-pads")
+    # Both paths have their own verdict; auto took the two steps, and says why.
+    assert self_test.native == "not offered"
+    assert self_test.two_step_verdict() == (
+        "CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP SHA-1, NOT conformant (zero-pad-before-rfc5649)"
+    )
+    assert (self_test.path, self_test.chosen) == ("two-step", "auto")
+    assert self_test.reason == "auto: the native mechanism is not offered"
 
 
 def test_non_conformant_token_is_refused_unless_rehearsal(self_test):

@@ -9,10 +9,13 @@ from cryptography.hazmat.primitives import keywrap
 from pkcs11 import MGF, Attribute, KeyType, Mechanism
 from pkcs11 import exceptions as p11x
 
-from ceremony.hsm import open_session
+from ceremony.errors import HsmError
+from ceremony.hsm import WrapSelfTest, open_session, require_conformant
 from ceremony.hsm.mechanisms import CKM_RSA_AES_KEY_WRAP, RsaAesWrapParam, as_mechanism
 from ceremony.hsm.selftest import (
     CONFORMANT,
+    FAILED,
+    PASSED,
     PKCS7_RFC3394,
     TEST_KEK,
     TEST_PAYLOAD,
@@ -66,3 +69,61 @@ def test_raw_mechanism_number_reaches_the_token(hsm_token):
         param = RsaAesWrapParam()
         with pytest.raises(p11x.MechanismInvalid):
             wrapper.wrap_key(target, mechanism=mechanism, mechanism_param=param.raw)
+
+
+# -- choosing a path: every branch, on recorded verdicts ----------------------------------------
+
+
+def verdict(native: str, deviation: str | None) -> WrapSelfTest:
+    """A self-test record as run_self_test makes it on 'auto' (a PAD two-step path)."""
+    path = "native" if native == PASSED else "two-step"
+    return WrapSelfTest(
+        "CKM_AES_KEY_WRAP_PAD", 0x210A, native == PASSED or deviation is None, deviation, True,
+        native == PASSED, native=native, path=path, reason="auto: …",
+    )  # fmt: skip
+
+
+def test_native_is_refused_where_it_failed_its_self_test():
+    with pytest.raises(HsmError) as refusal:
+        verdict(FAILED, None).choosing("native", "--wrap")
+    assert refusal.value.message == (
+        "Wrap path 'native' (chosen by --wrap) needs the native CKM_RSA_AES_KEY_WRAP, but on "
+        "this token it failed its self-test."
+    )
+
+
+def test_two_step_chosen_where_native_passes_carries_the_two_step_verdict():
+    """Native passing does not hide a deviating two-step path once that path is chosen: the
+    deviation is allowed only where rehearsal allowances are on."""
+    chosen = verdict(PASSED, ZERO_PAD).choosing("two-step", "the plan's [hsm] wrap")
+    assert (chosen.path, chosen.chosen, chosen.conformant) == ("two-step", "two-step", False)
+    assert chosen.reason == "chosen by the plan's [hsm] wrap"
+    with pytest.raises(HsmError, match="zero-pad-before-rfc5649") as refusal:
+        require_conformant(chosen, False)
+    assert refusal.value.remedy.startswith("Choose wrap 'native' or 'auto'")
+    assert require_conformant(chosen, True).startswith("REHEARSAL ONLY")
+    record = chosen.to_dict()
+    assert record["native"] == "passed" and record["two_step"]["conformant"] is False
+    assert "path two-step (chosen by the plan's [hsm] wrap)" in record["verdict"]
+
+
+def test_auto_keeps_the_self_tests_pick_and_an_unknown_path_is_refused():
+    auto = verdict(PASSED, ZERO_PAD)
+    assert auto.choosing("auto", "--wrap") == auto
+    native = auto.choosing("native", "--wrap")
+    assert (native.path, native.conformant, native.reason) == ("native", True, "chosen by --wrap")
+    with pytest.raises(HsmError, match="'fast' is unknown"):
+        auto.choosing("fast", "--wrap")
+
+
+def test_the_report_shows_each_paths_verdict_and_the_choice():
+    from ceremony.report import self_test_rows
+
+    chosen = verdict(PASSED, None).choosing("two-step", "the plan's [hsm] wrap")
+    rows = dict(self_test_rows(chosen.to_dict()))
+    assert rows["Result"] == "conformant"
+    assert rows["Path chosen"] == "two-step (chosen by the plan's [hsm] wrap)"
+    assert rows["Native CKM_RSA_AES_KEY_WRAP"] == "passed"
+    assert rows["Two-step (RFC 5649 + RSA-OAEP SHA-1)"] == (
+        "CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP SHA-1, conformant"
+    )

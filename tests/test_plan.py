@@ -294,3 +294,23 @@ def test_plan_problems_come_with_their_places_in_one_error(plan_dir):
         ("vault.flavour", "is missing"),
         ("vault.flavor", "is not a known field"),
     ]
+
+
+def test_the_wrap_path_is_auto_unless_the_plan_chooses(plan_dir):
+    assert parse(GOOD, plan_dir).hsm.wrap == "auto"
+    chosen = GOOD.replace('token = "byok"', 'token = "byok"\nwrap = "native"')
+    assert parse(chosen, plan_dir).hsm.wrap == "native"
+    untrusted = 'token = "byok"\nwrap = "two-step"\nwrap_with_trusted = false'
+    assert parse(GOOD.replace('token = "byok"', untrusted), plan_dir).hsm.wrap == "two-step"
+
+
+def test_an_unknown_wrap_path_is_named(plan_dir):
+    text = GOOD.replace('token = "byok"', 'token = "byok"\nwrap = "fast"')
+    refused(text, plan_dir, "hsm.wrap", "'auto', 'native' or 'two-step'")
+
+
+def test_two_step_with_wrap_with_trusted_is_refused_in_one_sentence(plan_dir):
+    """The two steps wrap under an ephemeral AES key the security officer cannot have trusted."""
+    text = GOOD.replace('token = "byok"', 'token = "byok"\nwrap = "two-step"')
+    message = refused(text, plan_dir, "Plan field hsm.wrap is 'two-step'", "wrap_with_trusted")
+    assert "\n" not in message

@@ -16,6 +16,7 @@ from typing import Any
 from ceremony.errors import CeremonyError, UsageError
 from ceremony.files import write_new
 from ceremony.keyspec import EC_CURVES, KEY_TYPES
+from ceremony.wrap_paths import AUTO, WRAP_CHOICES
 
 PIN_HELP = "The user PIN comes from CEREMONY_PIN or a hidden prompt, never from an argument."
 
@@ -39,6 +40,13 @@ def register(subparsers: Any) -> None:
     group.add_argument("--curve", help="EC curve: " + " | ".join(EC_CURVES))
     byok.add_argument("--label", required=True, help="label of the new key on the token")
     byok.add_argument("--out", required=True, type=Path, help="the FILE.byok to create")
+    byok.add_argument(
+        "--wrap",
+        choices=WRAP_CHOICES,
+        default=AUTO,
+        help="the wrap path: native CKM_RSA_AES_KEY_WRAP, or two-step (KWP + RSA-OAEP inside "
+        "the HSM); auto (default) takes native where its self-test passes",
+    )
     byok.add_argument(
         "--rehearsal",
         action="store_true",
@@ -105,7 +113,7 @@ def run_byok(args: argparse.Namespace) -> int:
         print(f"token: {token.label!r} {token.manufacturer} {token.model} serial {token.serial}")
         if session.label_in_use(args.label):
             raise label_taken(args.label)
-        result = session.self_test()
+        result = session.self_test(args.wrap, "--wrap")
         print(result.summary())
         warning = require_conformant(result, rehearsal=args.rehearsal)
         if warning:
@@ -180,7 +188,9 @@ def _print(record: dict[str, Any], as_json: bool) -> None:
         test = record["self_test"]
         for candidate in test["candidates"]:
             print(f"self-test: {candidate['name']}: {candidate['outcome']}")
-        print(f"self-test: chosen {test['mechanism']}; {test['verdict']}")
+        print(f"self-test: native CKM_RSA_AES_KEY_WRAP: {test['native']}")
+        print(f"self-test: two-step: {test['two_step']['verdict']}")
+        print(f"self-test: chosen {test['path']}; {test['verdict']}")
 
 
 def _read_file(path: Path, what: str) -> bytes:

@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--managed-hsm", action="store_true", help="behave as Managed HSM (oct-HSM allowed)"
     )
     serve.add_argument(
+        "--strict",
+        action="store_true",
+        help="no rehearsal allowance: refuse every package Azure refuses, a zero-padded key "
+        "(Debian's SoftHSM2 2.6) included",
+    )
+    serve.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -66,14 +72,20 @@ def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     with LocalVault(
-        args.state, managed_hsm=args.managed_hsm, port=args.port, faults=faults
+        args.state, managed_hsm=args.managed_hsm, port=args.port, faults=faults, strict=args.strict
     ) as vault:
         print(vault.url, flush=True)
         flavour = "Managed HSM" if args.managed_hsm else "Key Vault Premium"
+        mode = (
+            "strict (refuses all Azure refuses)"
+            if args.strict
+            else "rehearsal (accepts SoftHSM2 2.6's zero-padded keys with a warning)"
+        )
         logging.getLogger("ceremony.localvault").info(
-            "%s serving at %s; CA %s; token file %s; faults: %s",
+            "%s serving at %s, %s; CA %s; token file %s; faults: %s",
             flavour,
             vault.url,
+            mode,
             vault.ca_path,
             vault.state_dir / "token",
             ", ".join(map(str, faults)) or "none",
@@ -101,6 +113,7 @@ def _info(args: argparse.Namespace) -> int:
     facts = {
         "url": url,
         "serving": url is not None,
+        "mode": access.mode if url is not None else None,
         "ca": str(access.ca_path),
         "token_file": str(access.state_dir / "token"),
         "client_kwargs": access.client_kwargs(),

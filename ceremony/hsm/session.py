@@ -18,6 +18,7 @@ from ceremony.hsm.module import OPEN_SESSIONS, HsmInfo, describe_token, find_tok
 from ceremony.hsm.selftest import WrapSelfTest, run_self_test
 from ceremony.hsm.trusted import find_trusted_kek
 from ceremony.keyspec import KeySpec
+from ceremony.wrap_paths import AUTO, NATIVE
 
 
 class HsmSession:
@@ -37,10 +38,11 @@ class HsmSession:
             self._info = describe_token(self.module_path, self.token)
         return self._info
 
-    def self_test(self) -> WrapSelfTest:
-        """Which mechanism performs RFC 5649 here, and whether the token is conformant."""
+    def self_test(self, wrap: str = AUTO, chosen_by: str = "") -> WrapSelfTest:
+        """Both wrap paths' verdicts on this token, and the path `wrap` ('auto', 'native' or
+        'two-step', chosen by `chosen_by`); refuses a path the token cannot take."""
         offered = {m.code for m in self.describe().mechanisms}
-        return run_self_test(self.raw, offered)
+        return run_self_test(self.raw, offered).choosing(wrap, chosen_by)
 
     def generate(
         self, spec: KeySpec, label: str, *, wrap_with_trusted: bool = False
@@ -68,16 +70,19 @@ class HsmSession:
     ) -> bytes:
         """The CKM_RSA_AES_KEY_WRAP ciphertext of key `label` under the KEK (SPKI PEM or DER).
 
-        `trusted`: wrap under the KEK's trusted token object (the security officer installed it),
-        as a CKA_WRAP_WITH_TRUSTED key requires; that takes the native mechanism."""
+        The path is the one `self_test` chose (see WrapSelfTest.choosing). `trusted`: wrap under
+        the KEK's trusted token object (the security officer installed it), as a
+        CKA_WRAP_WITH_TRUSTED key requires; that takes the native mechanism, since the two-step
+        path's ephemeral AES key cannot be trusted without the security officer."""
         kek = load_kek(kek_public_key)
         target = self._targets.get(label) or keys.private_or_secret(self.raw, label)
-        if trusted and not self_test.native_rsa_aes:
+        if trusted and self_test.path != NATIVE:
             raise HsmError(
                 "A key that only a trusted key may wrap needs the token's native "
-                "CKM_RSA_AES_KEY_WRAP, which this token does not offer.",
-                "Use a token with the native mechanism, or accept the risk in the plan "
-                "([hsm] wrap_with_trusted = false) before the keys are generated.",
+                f"CKM_RSA_AES_KEY_WRAP, but the wrap path is {self_test.path or 'none'} "
+                f"({self_test.reason}).",
+                "Use a token whose native mechanism passes and wrap 'auto' or 'native', or accept "
+                "the risk in the plan ([hsm] wrap_with_trusted = false) before the keys are made.",
             )
         kek_object = find_trusted_kek(self.raw, kek) if trusted else self._kek_object(kek)
         return wrap.wrap_target(self.raw, kek_object, kek, target, label, self_test)

@@ -1,4 +1,5 @@
-"""hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM, and the AES proof-of-possession challenges.
+"""hsm.wrap: CKM_RSA_AES_KEY_WRAP inside the HSM (native, or in two steps), and the AES
+proof-of-possession challenges.
 
 Owns the ephemeral AES key's whole life (made, used, destroyed); the target key never leaves the
 HSM in plaintext and no key value is ever returned, only wrapped blobs.
@@ -16,6 +17,7 @@ from ceremony.hsm.keys import private_or_secret
 from ceremony.hsm.mechanisms import CKM_RSA_AES_KEY_WRAP, OAEP_SHA1, RsaAesWrapParam, as_mechanism
 from ceremony.hsm.module import hsm_step
 from ceremony.hsm.selftest import WrapSelfTest, import_rsa_public
+from ceremony.wrap_paths import NATIVE
 
 # The ephemeral key: a session object that can only wrap, extractable only to be wrapped itself.
 _EPHEMERAL_TEMPLATE = {
@@ -40,7 +42,7 @@ def wrap_target(
     self_test: WrapSelfTest,
 ) -> bytes:
     """RSA-OAEP(KEK, ephemeral AES-256) || RFC 5649(ephemeral, target), per Azure's spec."""
-    if self_test.mechanism_code is None:
+    if self_test.path is None:
         raise HsmError("The wrap self-test found no usable mechanism.", "Run the self-test first.")
     with hsm_step(f"Checking key {label!r} can be wrapped"):
         extractable = bool(target[Attribute.EXTRACTABLE])
@@ -49,13 +51,14 @@ def wrap_target(
             f"Key {label!r} is not extractable, so the HSM cannot wrap it.",
             "Generate the key with this tool (it sets CKA_EXTRACTABLE) or let the SO change it.",
         )
-    if self_test.native_rsa_aes:
+    if self_test.path == NATIVE:
         param = RsaAesWrapParam()
         with hsm_step(f"Wrapping {label!r} with CKM_RSA_AES_KEY_WRAP"):
             blob = kek_object.wrap_key(
                 target, mechanism=as_mechanism(CKM_RSA_AES_KEY_WRAP), mechanism_param=param.raw
             )
     else:
+        assert self_test.mechanism_code is not None, "a two-step path has its AES mechanism"
         blob = _two_step(session, kek_object, target, label, self_test.mechanism_code)
     if len(blob) < kek.bits // 8 + 16:
         raise HsmError(f"The HSM returned a {len(blob)}-byte wrap; too short.", "Report this.")

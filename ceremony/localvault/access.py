@@ -65,6 +65,15 @@ class LocalVaultAccess:
                 f"Start one with: ceremony localvault serve --state {self.state_dir}",
             ) from exc
 
+    @property
+    def mode(self) -> str | None:
+        """How the running vault judges imports: 'strict' (all Azure refuses) or 'rehearsal'
+        (SoftHSM2 2.6's zero padding accepted with a warning); None when it is not serving."""
+        try:
+            return (self.state_dir / "mode").read_text().strip()
+        except FileNotFoundError:
+            return None
+
     def credential(self) -> StaticTokenCredential:
         return StaticTokenCredential(self.state_dir / "token")
 

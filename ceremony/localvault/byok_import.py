@@ -101,9 +101,10 @@ def _looks_like_pkcs8(der: bytes) -> bool:
 
 
 def parse_private_key(
-    payload: bytes, context: str
+    payload: bytes, context: str, *, strict: bool = False
 ) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """PKCS#8 PrivateKeyInfo, tolerating only the SoftHSM2 2.6 zero padding (with a warning)."""
+    """PKCS#8 PrivateKeyInfo. A rehearsal vault tolerates the SoftHSM2 2.6 zero padding with a
+    warning; a `strict` one refuses it, as Azure does."""
     try:
         length = _der_length(payload)
     except ValueError as exc:
@@ -112,7 +113,14 @@ def parse_private_key(
     if length > len(payload) or len(der) < 8 or not _looks_like_pkcs8(der):
         raise bad_parameter("The unwrapped key is not a PKCS#8 PrivateKeyInfo.")
     if trailing:
-        if len(trailing) > 7 or len(payload) % 8 or trailing.strip(b"\0"):
+        zero_padded = len(trailing) <= 7 and not len(payload) % 8 and not trailing.strip(b"\0")
+        if strict and zero_padded:
+            raise bad_parameter(
+                f"The unwrapped PKCS#8 key is followed by {len(trailing)} zero bytes: it was "
+                "zero-padded before RFC 5649 wrapping (SoftHSM2 2.6's deviation), which Azure "
+                "refuses; wrap it with a conformant HSM."
+            )
+        if not zero_padded:
             raise bad_parameter(
                 f"The unwrapped PKCS#8 key is followed by {len(trailing)} unexpected bytes."
             )
@@ -143,15 +151,16 @@ def parse_private_key(
     return private
 
 
-def open_target(family: str, payload: bytes, context: str) -> PrivateKey:
-    """The target key in the unwrapped payload: PKCS#8 for RSA/EC, raw bytes for AES."""
+def open_target(family: str, payload: bytes, context: str, *, strict: bool = False) -> PrivateKey:
+    """The target key in the unwrapped payload: PKCS#8 for RSA/EC, raw bytes for AES.
+    `strict`: no rehearsal allowance (see parse_private_key)."""
     if family == "oct":
         if len(payload) not in (16, 24, 32):
             raise bad_parameter(
                 f"The unwrapped AES key is {len(payload)} bytes; an AES key is 16, 24 or 32 bytes."
             )
         return payload
-    private = parse_private_key(payload, context)
+    private = parse_private_key(payload, context, strict=strict)
     wanted = rsa.RSAPrivateKey if family == "RSA" else ec.EllipticCurvePrivateKey
     if not isinstance(private, wanted):
         found = "an RSA" if isinstance(private, rsa.RSAPrivateKey) else "an EC"

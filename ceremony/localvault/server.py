@@ -67,6 +67,8 @@ class LocalVault:
     port=0 reuses the port this state dir served on last time when it is free (so kids stay the
     same across restarts), else picks a free one. `faults` takes Fault objects or their specs
     ("import:503", "import:429:2", "import:drop-after-commit"); see faults.Fault.parse.
+    `strict`: no rehearsal allowance; the vault refuses everything Azure refuses, a zero-padded
+    BYOK key included (by default it accepts one with a warning, for Debian's SoftHSM2 2.6).
     """
 
     def __init__(
@@ -76,9 +78,11 @@ class LocalVault:
         managed_hsm: bool = False,
         port: int = 0,
         faults: Iterable[Fault | str] = (),
+        strict: bool = False,
     ) -> None:
         self._state = StateDir(state_dir)
         self.managed_hsm = managed_hsm
+        self.strict = strict
         self._port = port
         self.faults = FaultPlan(faults)
         self._server: uvicorn.Server | None = None
@@ -148,7 +152,7 @@ class LocalVault:
         port = sock.getsockname()[1]
         store.set_meta("port", str(port))
         self.url = f"https://{HOST}:{port}"
-        service = VaultService(store, Flavour(self.managed_hsm), self.url)
+        service = VaultService(store, Flavour(self.managed_hsm), self.url, strict=self.strict)
         app = build_app(service, BearerGate(token, managed_hsm=self.managed_hsm), self.faults)
         config = uvicorn.Config(
             app,
@@ -171,7 +175,7 @@ class LocalVault:
                     f"The local vault on port {port} did not start.", "See the log above."
                 )
             time.sleep(0.02)
-        self._state.publish_url(self.url)
+        self._state.publish_url(self.url, strict=self.strict)
 
     def stop(self) -> None:
         """Stop serving, finish in-flight requests, close the store and release the state dir."""

@@ -73,10 +73,13 @@ def _release_policy(body: Body | None) -> Json | None:
 class VaultService:
     """The keys API of one vault (Key Vault Premium or Managed HSM) over one store."""
 
-    def __init__(self, store: Store, flavour: Flavour, base_url: str) -> None:
+    def __init__(
+        self, store: Store, flavour: Flavour, base_url: str, *, strict: bool = False
+    ) -> None:
         self.store = store
         self.flavour = flavour
         self.base_url = base_url
+        self.strict = strict  # no rehearsal allowance: refuse all that Azure refuses
         self._cache: OrderedDict[tuple[str, str], material.PrivateKey] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -261,7 +264,9 @@ class VaultService:
         kek = self._private(self._kek(package.kek_kid))
         assert isinstance(kek, rsa.RSAPrivateKey), "a KEK record is always RSA-HSM"
         payload = byok_import.unwrap(kek, package.ciphertext)
-        private = byok_import.open_target(family, payload, f"BYOK import of {name}")
+        private = byok_import.open_target(
+            family, payload, f"BYOK import of {name}", strict=self.strict
+        )
         described = material.describe(private)
         if family == "EC":
             curve = key.str("crv")

@@ -17,6 +17,9 @@ from typing import IO
 
 from ceremony.errors import UsageError
 
+# What the `mode` file says: refuses all Azure refuses, or tolerates SoftHSM2 2.6 with a warning.
+STRICT, REHEARSAL = "strict", "rehearsal"
+
 
 class StateDir:
     """Where one vault keeps everything: keys database, TLS files, token, master key, URL."""
@@ -127,14 +130,22 @@ class StateDir:
             raise UsageError(f"{self.master_key_path} is damaged.", "Restore it from a backup.")
         return key
 
-    def publish_url(self, url: str) -> None:
-        """Write the `url` file atomically so clients find the running vault."""
-        temporary = self.url_path.with_suffix(".tmp")
-        temporary.write_text(url + "\n")
-        os.replace(temporary, self.url_path)
+    @property
+    def mode_path(self) -> Path:
+        return self.root / "mode"
+
+    def publish_url(self, url: str, *, strict: bool = False) -> None:
+        """Write the `mode` file (strict or rehearsal), then the `url` file atomically, so
+        clients find the running vault and how it judges imports."""
+        mode = STRICT if strict else REHEARSAL
+        for path, text in ((self.mode_path, mode), (self.url_path, url)):
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(text + "\n")
+            os.replace(temporary, path)
 
     def withdraw_url(self) -> None:
         self.url_path.unlink(missing_ok=True)
+        self.mode_path.unlink(missing_ok=True)
 
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC

@@ -22,6 +22,7 @@ from ceremony.plan import Plan
 from ceremony.software import Software, running_software
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.workspace import host_name
+from ceremony.wrap_paths import PLAN_CHOICE
 
 PREFLIGHT_RECORDED = "preflight-recorded"
 DISTRIBUTIONS = (
@@ -62,7 +63,7 @@ def preflight(ctx: Context, side: str = "auto") -> StepResult:
 
         with ctx.hsm() as session:
             info = session.describe()
-            test = session.self_test()
+            test = session.self_test(plan.hsm.wrap, PLAN_CHOICE)
         hsm, self_test = info.to_dict(), test.to_dict()
         warning = require_conformant(test, ctx.allowances)
         warnings += [warning] if warning else []

@@ -1,8 +1,9 @@
 """steps.wrap: phase 03 — wrap each generated key under the KEK into a .byok package.
 
-Re-checks the KEK's fingerprint on this side of the air gap, runs the wrap self-test, makes each
-.byok in this run (never adopts one found on the medium) and parses it back, and has each AES key
-wrap a challenge for phase 04's proof.
+Re-checks the KEK's fingerprint on this side of the air gap, runs the wrap self-test (recording
+both paths' verdicts and the path the plan's [hsm] wrap chose), makes each .byok in this run
+(never adopts one found on the medium) and parses it back, and has each AES key wrap a challenge
+for phase 04's proof.
 Never writes the ephemeral AES key, a challenge or any key material in clear.
 """
 
@@ -12,10 +13,11 @@ from typing import Any
 
 from ceremony.canonical import sha256_hex
 from ceremony.checkpoint import CheckpointItem
-from ceremony.events import AES_CHALLENGE_WRAPPED, KEK_TRUSTED, KEY_WRAPPED
+from ceremony.events import AES_CHALLENGE_WRAPPED, KEK_TRUSTED, KEY_WRAPPED, WRAP_PATH_CHOSEN
 from ceremony.pins import SO_PIN
 from ceremony.steps.context import Context, StepResult, step
 from ceremony.steps.kek import KEK_JSON, KEK_PEM, check_kek_file
+from ceremony.wrap_paths import PLAN_CHOICE
 
 
 @step
@@ -40,10 +42,12 @@ def wrap(ctx: Context) -> StepResult:
         notes.append(UNPROTECTED)
     with ctx.hsm() as session:
         token = session.describe().token
-        test = session.self_test()
+        test = session.self_test(ctx.plan.hsm.wrap, PLAN_CHOICE)
+        ctx.record(WRAP_PATH_CHOSEN, test.to_dict())
         warning = require_conformant(test, ctx.allowances)
         notes += [warning] if warning else []
         facts.append(("HSM self-test", test.summary()))
+        facts.append(("wrap path", f"{test.path} ({test.reason})"))
         generator = generator_text(token.manufacturer, token.model, token.firmware_version)
         for key in ctx.plan.keys:
             target = f"keys/{key.name}.byok"
