@@ -34,6 +34,7 @@ from ceremony.rehearsal_sides import (
     legs,
     newest,
     paper_record,
+    ran_strict,
 )
 from ceremony.rehearsal_tokens import CeremonyToken
 from ceremony.resources import templates_dir
@@ -349,7 +350,10 @@ def rehearse(
             (root / "workspace").mkdir(mode=0o700)
         absent = chosen.absent_signer if chosen else None
         envs = _side_envs(setup, pins, absent)
-        sides = legs(root / "workspace", root / "offline" / "workspace", envs, offline_air_gap())
+        online, offline = root / "workspace", root / "offline" / "workspace"
+        # A resumed rehearsal stays as strict as it began (its phases recorded their mode).
+        strict = strict or (resume and ran_strict(newest([online, offline])))
+        sides = legs(online, offline, envs, offline_air_gap(), strict_vault=strict)
         if not resume:
             # Every phase's kernel starts one phase ahead, across the sides; the first one now,
             # while the tokens and the vault are set up.
@@ -387,7 +391,7 @@ def _rehearse(
         provisioned = (
             None if resume else helper.submit(_provision, root, setup, existing, pins, say)
         )
-        vault = LocalVault(root / "vault", managed_hsm=True, faults=faults).start()
+        vault = LocalVault(root / "vault", managed_hsm=True, faults=faults, strict=strict).start()
         try:
             kek = None if resume else _create_kek(root, vault.url, say)
             people, found = provisioned.result() if provisioned is not None else (None, None)

@@ -18,13 +18,18 @@ from pathlib import Path
 from ceremony import carried
 from ceremony.events import KEK_TRUSTED, KEY_GENERATED
 from ceremony.kernel import KernelBatch, kernel_home
+from ceremony.ledger import STARTED
 from ceremony.netns import AirGap
 from ceremony.phases import OFFLINE, ONLINE, select
+from ceremony.steps.context import STRICT_REHEARSAL
 from ceremony.transcript import Transcript
 
 ONLINE_NOTE = (
     "its kernels ran with no HSM configuration (no SOFTHSM2_CONF) and no HSM PIN in their "
     "environment, and phase 00 was told it is on the online side, where nothing touches the HSM"
+)
+STRICT_VAULT_NOTE = (
+    "; the local vault standing in for Azure was strict, refusing what Azure refuses"
 )
 SIGNERS_NOTE = (
     "its kernel saw only the signers' own tokens (a SoftHSM2 directory of their own) and their "
@@ -62,14 +67,28 @@ class Leg:
 
 
 def legs(
-    online: Path, offline: Path, envs: dict[str, dict[str, str]], air_gap: AirGap
+    online: Path,
+    offline: Path,
+    envs: dict[str, dict[str, str]],
+    air_gap: AirGap,
+    *,
+    strict_vault: bool = False,
 ) -> tuple[Leg, ...]:
     """The day's order: online 00–01, offline 00 and 02–03, online 04, then 05 with the signers."""
+    cloud = ONLINE_NOTE + (STRICT_VAULT_NOTE if strict_vault else "")
     return (
-        Leg(ONLINE, "00-01", online, envs[ONLINE]),
+        Leg(ONLINE, "00-01", online, envs[ONLINE], note=cloud),
         Leg(OFFLINE, "02-03", offline, envs[OFFLINE], air_gap.prefix, air_gap.how),
-        Leg(ONLINE, "04", online, envs[ONLINE]),
+        Leg(ONLINE, "04", online, envs[ONLINE], note=cloud),
         Leg(ONLINE, "05", online, envs["signers"], note=SIGNERS_NOTE),
+    )
+
+
+def ran_strict(folder: Path) -> bool:
+    """Whether the rehearsal in `folder` began strict: its phases recorded that mode."""
+    return any(
+        e.action == STARTED and isinstance(e.data, dict) and e.data.get("mode") == STRICT_REHEARSAL
+        for e in Transcript(folder / "transcript.jsonl").events()
     )
 
 

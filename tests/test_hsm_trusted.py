@@ -102,6 +102,8 @@ def test_a_strict_rehearsal_on_softhsm27_wraps_only_under_the_trusted_kek(tmp_pa
     assert "Rehearsal complete and verified." in done.stdout
     started = [e for e in events(root / "workspace") if e["action"] == "phase-started"]
     assert {e["data"]["mode"] for e in started} == {"strict-rehearsal"} and len(started) == 7
+    notes = [e["data"]["air_gap"] for e in events(root / "workspace") if e["action"] == "note"]
+    assert any("local vault standing in for Azure was strict" in n for n in notes)
     with tarfile.open(root / "workspace" / "archive.tar") as tar:
         statement = json.loads(tar.extractfile("evidence/statement.json").read())
     predicate = statement.get("predicate", statement)
