@@ -197,15 +197,24 @@ def _resumed_pins(root: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Setup:
-    """Where each side's tokens are: the ceremony HSM (offline) and the signers' (phase 05)."""
+    """Where each side's tokens are — the ceremony HSM (offline) and the signers' (phase 05) —
+    and the wrap path the plan is to ask for."""
 
     module: str
     token: str
     hsm_conf: Path | None  # SoftHSM2's configuration for the ceremony token, if SoftHSM2
     signers_conf: Path
+    wrap: str = "auto"
+
+    def trusted_wrap(self, native: bool) -> bool:
+        """Keys wrappable only under the trusted KEK: where the token has the native mechanism
+        and the plan does not ask for the two steps, which cannot wrap such keys."""
+        return native and self.wrap != "two-step"
 
 
-def _setup(root: Path, module: str | None, token: str | None, user_conf: str | None) -> Setup:
+def _setup(
+    root: Path, module: str | None, token: str | None, user_conf: str | None, wrap: str = "auto"
+) -> Setup:
     """The SoftHSM2 directories: the rehearsal's own for a throwaway ceremony token, or the
     user's configuration for an existing one; always a separate one for the signers."""
     from ceremony.softhsm import SoftHsm, find_module
@@ -217,9 +226,9 @@ def _setup(root: Path, module: str | None, token: str | None, user_conf: str | N
                 "--token needs --module: the PKCS#11 library of that token.", "Add --module LIB."
             )
         conf = Path(user_conf) if user_conf else None
-        return Setup(module, token, conf, signers.conf_path)
+        return Setup(module, token, conf, signers.conf_path, wrap)
     hsm = SoftHsm(root / "softhsm", module or find_module())
-    return Setup(hsm.module_path, HSM_TOKEN, hsm.conf_path, signers.conf_path)
+    return Setup(hsm.module_path, HSM_TOKEN, hsm.conf_path, signers.conf_path, wrap)
 
 
 def _provision(
@@ -306,6 +315,7 @@ def rehearse(
     module: str | None = None,
     token: str | None = None,
     strict: bool = False,
+    wrap: str = "auto",
     stream: TextIO = sys.stdout,
 ) -> RehearsalResult:
     """Run the whole sample ceremony in `out`, its two sides apart; with a drill, stop where the
@@ -314,7 +324,8 @@ def rehearse(
     `resume` continues a rehearsal that was interrupted, with the PINs of its first run.
     `module` is the PKCS#11 module to rehearse on (default: the installed SoftHSM2); `token` an
     existing token on it to use instead of a throwaway one. `strict`: no rehearsal allowances
-    on the HSM (a deviating wrap is refused) nor on the local vault."""
+    on the HSM (a deviating wrap is refused) nor on the local vault. `wrap`: the wrap path the
+    plan asks for (auto, native, two-step)."""
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
         raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
@@ -346,7 +357,7 @@ def rehearse(
             setup = _setup(root, plan.hsm.module, token, user_conf)
         else:
             pins = _new_pins(root, existing_token=bool(token))
-            setup = _setup(root, module, token, user_conf)
+            setup = _setup(root, module, token, user_conf, wrap)
             (root / "workspace").mkdir(mode=0o700)
         absent = chosen.absent_signer if chosen else None
         envs = _side_envs(setup, pins, absent)
@@ -400,7 +411,7 @@ def _rehearse(
             raise
     with vault:
         if people is not None and found is not None:
-            if found.native_rsa_aes and SO_PIN not in pins:
+            if setup.trusted_wrap(found.native_rsa_aes) and SO_PIN not in pins:
                 raise UsageError(
                     f"Phase 03 has the security officer trust the KEK on token {setup.token!r}, "
                     "and CEREMONY_SO_PIN is not set.",
@@ -517,7 +528,8 @@ def _write_plan(
         "hsm_module": setup.module,
         "hsm_token": setup.token,
         "key_prefix": "rehearsal" if setup.token == HSM_TOKEN else f"rehearsal-{stamp}",
-        "wrap_with_trusted": native,
+        "wrap_with_trusted": setup.trusted_wrap(native),
+        "wrap": setup.wrap,
         "people": people,
     }
     (root / "plan.toml").write_text(render_plan(values))

@@ -17,7 +17,9 @@ from ceremony.netns import offline_air_gap
 from ceremony.phases import PHASES
 from ceremony.rehearsal_sides import carry, paper_record
 from ceremony.runner import Runner, RunOptions
+from tests import softhsm27
 from tests.listeners import network_namespace
+from tests.softhsm27 import requires_softhsm27
 from tests.test_rehearsal import SIDED
 from tests.workbook_support import PINS, ceremony, clean_env, events, shared_rehearsal
 
@@ -284,3 +286,23 @@ def test_a_strict_rehearsal_on_a_deviating_token_stops_before_generating(tmp_pat
     found = events(root / "offline" / "workspace")
     assert [e["phase"] for e in found if e["action"] == "phase-refused"] == ["00"]
     assert not [e for e in found if e["action"].startswith("key-")]
+
+
+@requires_softhsm27
+def test_a_strict_rehearsal_on_the_two_step_path_verifies(tmp_path):
+    """`--wrap two-step` on SoftHSM2 2.7: the plan asks for it (and so gives up wrap-with-
+    trusted, saying so), phase 03 takes the two steps although native passes, and the archive
+    verifies with a strict local vault."""
+    import tomllib
+
+    root = tmp_path / "r"
+    done = ceremony(
+        "rehearse", "--out", str(root), "--module", softhsm27.module_path(), "--strict",
+        "--wrap", "two-step", env=clean_env(**PINS),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    hsm = tomllib.loads((root / "plan.toml").read_text())["hsm"]
+    assert hsm["wrap"] == "two-step" and hsm["wrap_with_trusted"] is False
+    (chosen,) = [e["data"] for e in events(root / "workspace") if e["action"] == "wrap-path-chosen"]
+    assert chosen["path"] == "two-step" and chosen["native"] == "passed"
+    assert not [e for e in events(root / "workspace") if e["action"] == "kek-trusted"]

@@ -89,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="no rehearsal allowances: a token whose wrap deviates is refused in preflight, and "
         "the local vault refuses everything Azure would",
     )
+    rehearse.add_argument(
+        "--wrap",
+        choices=("auto", "native", "two-step"),
+        default="auto",
+        help="the wrap path the rehearsal plan asks for (default: what the self-test picks); "
+        "two-step keys are not CKA_WRAP_WITH_TRUSTED",
+    )
     rehearse.set_defaults(handler=run_rehearsal)
 
     lab = subparsers.add_parser(
@@ -158,6 +165,7 @@ def run_rehearsal(args: argparse.Namespace) -> int:
         module=args.module,
         token=args.token,
         strict=args.strict,
+        wrap=args.wrap,
     )
     return 0
 
