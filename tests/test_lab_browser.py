@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from ceremony.phases import PHASES
+from ceremony.plan import load_plan
 from tests.lab_browser import PracticeLab, Trainee
 from tests.workbook_support import events
 
@@ -69,6 +71,10 @@ def test_a_trainee_runs_the_practice_ceremony_to_a_verified_archive(trainee: Tra
             assert b"confirmed by wanda" in sealed.extractfile(kept).read()
             assert any(n.endswith(phase.notebook.replace(".ipynb", ".html")) for n in names)
     assert lab.stop() in (0, 130), lab.output()
+    # Stopping the lab stopped what it started: the practice vault answers no more.
+    vault = urllib.parse.urlsplit(load_plan(lab.root / "plan.toml").vault.url)
+    with pytest.raises(OSError):
+        socket.create_connection((vault.hostname, vault.port), timeout=5).close()
     after = lab.workspace / ".after-seal" / "notebooks" / PHASES[-1].notebook
     assert b"confirmed by wanda" in after.read_bytes()
     # Nothing of the lab is left in the workspace but what the transcript accounts for.
