@@ -69,8 +69,9 @@ rehearsal: venv
 bench: venv
 	$(BIN)/python -m bench
 
+# A practice ceremony in JupyterLab for training a custodian, each in a new folder under practice/.
 lab: venv
-	$(BIN)/ceremony lab
+	$(BIN)/ceremony lab --practice practice/$$(date -u +%Y%m%dT%H%M%SZ)
 
 # The offline bundle: dist/byok-ceremony-<version>-offline.tar, for a machine with no network
 # (README: "Installing on the offline machine"). DEBS=1 adds the Debian packages for SoftHSM2,
@@ -79,4 +80,4 @@ bundle: venv
 	$(BIN)/python -m offline.build --out dist $(if $(filter 1 yes true,$(DEBS)),--debs)
 
 clean:
-	rm -rf $(VENV) rehearsal bench/out dist build .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) rehearsal practice bench/out dist build .pytest_cache .ruff_cache *.egg-info

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ceremony.checkpoint import CHALLENGE_WORDS, CONFIRMED, MAX_ATTEMPTS
+from ceremony.checkpoint import CHALLENGE_SAID, CHALLENGE_WORDS, CONFIRMED, MAX_ATTEMPTS
 from ceremony.errors import RefusedError, UsageError
 from ceremony.fingerprint import Fingerprint
 from ceremony.ledger import FILE_WRITTEN
@@ -70,7 +70,7 @@ def match_paper_record(came: Witnessed, ask: Callable[[str], str]) -> None:
     expected = paper_words(came.head)
     prompt = (
         f"Before this run trusts the workspace: from the paper record of checkpoint {came.phase} "
-        f"({came.host}), type the first {CHALLENGE_WORDS} words of the transcript head: "
+        f"({came.host}), type the first {CHALLENGE_SAID} words of the transcript head: "
     )
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -83,7 +83,7 @@ def match_paper_record(came: Witnessed, ask: Callable[[str], str]) -> None:
             ) from None
         if " ".join(typed.split()).lower() == expected.lower():
             return
-        prompt = f"That is not it. Type the first {CHALLENGE_WORDS} words from the paper record: "
+        prompt = f"That is not it. Type the first {CHALLENGE_SAID} words from the paper record: "
     raise RefusedError(
         f"The transcript's head at checkpoint {came.phase} is not the one the witnesses wrote "
         f"down on {came.host}.",

@@ -24,6 +24,7 @@ FINAL_NOTE = (
     "`ceremony verify --expect-sha256`."
 )
 CHALLENGE_WORDS = 2
+CHALLENGE_SAID = "two"  # CHALLENGE_WORDS as the notebooks and the prompts say it
 MAX_ATTEMPTS = 3
 
 
@@ -124,12 +125,15 @@ class Checkpoint:
                 f"<br><i>{fp.words}</i></td><td>{fp.qr_svg(module_mm=0.6)}</td></tr>"
             )
         notes = "".join(f"<p>&#9888; {html.escape(n)}</p>" for n in self.notes)
-        head = self.head_fingerprint
-        closing = (
-            f"<p>{html.escape(FINAL_NOTE)}</p>"
-            if self.final
-            else f"<p>Transcript head <code>{head.short}</code><br><i>{head.words}</i></p>"
-        )
+        closing = f"<p>{html.escape(FINAL_NOTE)}</p>"
+        if not self.final:
+            head = self.head_fingerprint
+            rows.append(
+                f"<tr><td><b>Transcript head</b> (the operator types its first {CHALLENGE_SAID} "
+                f"words)<br><code>{head.short}</code><br><i>{head.words}</i></td>"
+                f"<td>{head.qr_svg(module_mm=0.6)}</td></tr>"
+            )
+            closing = ""
         return (
             f"<h3>Checkpoint after phase {html.escape(self.title)}</h3>"
             f"<table>{''.join(rows)}</table>{notes}{closing}"
@@ -177,7 +181,7 @@ def ask_confirmation(
     MAX_ATTEMPTS-th wrong answer to the same question stops the run."""
     words_prompt = (
         f"Witnesses: compare every value above with the HSM display or your notes.\n"
-        f"When all agree, type the first {CHALLENGE_WORDS} words of {checkpoint.witnessed_label}: "
+        f"When all agree, type the first {CHALLENGE_SAID} words of {checkpoint.witnessed_label}: "
     )
     typed = _ask_until_right(
         "head-words", words_prompt, lambda answer: _check_words(checkpoint, answer), ask, refused
@@ -210,6 +214,7 @@ def _ask_until_right(
     refused: Callable[[dict[str, Any]], None],
 ) -> Any:
     """Ask `prompt` until `check` accepts the answer; every refused answer is reported."""
+    again = prompt.splitlines()[-1]  # asked again, after the reason, on a mistake
     attempt = 0
     while True:
         attempt += 1
@@ -230,9 +235,10 @@ def _ask_until_right(
             raise RefusedError(
                 f"The checkpoint was not confirmed: {MAX_ATTEMPTS} answers to {question!r} were "
                 f"refused, the last because: {reason}",
-                "Stop and compare the screen with the witnesses' notes; rerun to resume here.",
+                "Stop and compare the screen with the witnesses' notes; then resume here (rerun "
+                "`ceremony run`, or this cell in JupyterLab).",
             )
-        prompt = f"That is not it: {reason}\nAgain: {prompt.splitlines()[-1]}"
+        prompt = f"That is not it: {reason}\nAgain: {again}"
 
 
 def automatic_confirmation(witnesses: Sequence[str], required: int) -> Confirmation:

@@ -1,9 +1,10 @@
 """lab: the workbook in JupyterLab — parameterized copies of the phase notebooks on IPC kernels.
 
-Prepares fresh copies in a private folder every time, so the committed notebooks stay clean and
-nothing on the carried medium is ever opened; never writes a PIN into a notebook (the only
-parameters are the plan, the workspace and the mode). The lab asks nothing of the internet (no
-news, no update check, no extension index).
+Prepares fresh copies in a private folder every time (never in the workspace, which holds only
+what the transcript accounts for), so the committed notebooks stay clean and nothing on the
+carried medium is ever opened; when the lab ends, keeps the executed notebooks in the workspace.
+Never writes a PIN into a notebook (the only parameters are the plan, the workspace and the
+mode). The lab asks nothing of the internet (no news, no update check, no extension index).
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ceremony.errors import UsageError
+from ceremony.evidence.layout import BINDING_FILE
+from ceremony.executed import keep_saved
+from ceremony.phases import PHASES
 from ceremony.resources import notebooks_dir
 from ceremony.runner import load_papermill
 
@@ -44,6 +49,24 @@ def prepare_notebooks(plan: Path, workspace: Path, mode: str, folder: Path) -> P
             log_output=False,
         )
     return folder
+
+
+def keep_on_exit(plan: Path, workspace: Path) -> Callable[[Path], None]:
+    """What the lab does with its notebooks' folder when it ends: keep in the workspace each
+    executed notebook JupyterLab saved after its checkpoint was confirmed and that no later phase
+    kept (the last phase's, or one the trainee stopped after), as `ceremony run` keeps them."""
+
+    def keep(folder: Path) -> None:
+        if not (workspace / BINDING_FILE).exists():
+            return  # no phase ran: nothing to keep
+        from ceremony.plan import load_plan
+        from ceremony.workspace import Workspace
+
+        loaded = load_plan(plan)
+        ws = Workspace.open(workspace, loaded.ceremony.id, loaded.sha256)
+        keep_saved(ws, loaded.with_role("administrator")[0].name, folder, PHASES)
+
+    return keep
 
 
 def lab_command(folder: Path, socket_dir: Path) -> list[str]:

@@ -15,10 +15,11 @@ import signal
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 
+from ceremony.executed import LAB_NOTEBOOKS
 from ceremony.kernel import SAFE_IMPORTS
 from ceremony.kernel_launcher import launch_command
 from ceremony.lab import lab_command
@@ -27,6 +28,15 @@ from ceremony.resources import notebooks_dir
 READING_COPY = "notebooks"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 STOP_GRACE = 10.0  # seconds JupyterLab gets to shut its kernels down before they are killed
+AUTOSAVE_SECONDS = 2
+SETTINGS = {
+    "@jupyterlab/docmanager-extension:plugin": {
+        "autosave": True,
+        "autosaveInterval": AUTOSAVE_SECONDS,
+    },
+    # An air-gapped lab has no news to fetch: it does not ask whether to.
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
+}
 
 
 def reading_copy(into: Path) -> Path:
@@ -45,35 +55,68 @@ class _Stopped(Exception):
         self.signum = signum
 
 
-def run_lab(notebooks: Callable[[Path], Path] = reading_copy) -> int:
+def run_lab(
+    notebooks: Callable[[Path], Path] = reading_copy,
+    env: Mapping[str, str] | None = None,
+    on_exit: Callable[[Path], None] | None = None,
+) -> int:
     """JupyterLab on the notebooks that `notebooks` writes into the lab's private folder (default:
     a read-only copy of the workbook's), until it exits or this process is told to stop (TERM,
-    HUP, INT): then JupyterLab and every kernel it started are stopped, and the private folder,
-    with the notebooks and the kernels' sockets, is removed. It never opens a notebook it did
-    not just write, and its kernels import nothing from the folder they run in."""
+    HUP, INT): then JupyterLab and every kernel it started are stopped, `on_exit` is given the
+    notebooks' folder (JupyterLab's last saves in it), and the private folder, with the notebooks
+    and the kernels' sockets, is removed. It never opens a notebook it did not just write, and
+    its kernels import nothing from the folder they run in. ENV is added to JupyterLab's (and so
+    its kernels') environment."""
     private = Path(tempfile.mkdtemp(prefix="ceremony-lab-"))
     server: subprocess.Popen | None = None
+    folder: Path | None = None
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         raise _Stopped(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        command = lab_command(notebooks(private), private)
-        env = {**os.environ, **SAFE_IMPORTS, "JUPYTER_PATH": _kernel_spec(private)}
+        folder = notebooks(private)
+        command = [*lab_command(folder, private), *_settings(private)]
+        server_env = {
+            **os.environ,
+            **(env or {}),
+            **SAFE_IMPORTS,
+            "JUPYTER_PATH": _kernel_spec(private),
+            LAB_NOTEBOOKS: str(folder),
+        }
         # Its own session: a terminal's signals reach this process, which stops it in order.
-        server = subprocess.Popen(command, env=env, start_new_session=True)
+        server = subprocess.Popen(command, env=server_env, start_new_session=True)
         return server.wait()
     except _Stopped as stopped:
         return 128 + stopped.signum
     finally:
         for signum in STOP_SIGNALS:  # a second signal must not interrupt the clean-up
             signal.signal(signum, signal.SIG_IGN)
-        if server is not None:
-            _stop_tree(server)
-        _remove(private)
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            if server is not None:
+                _stop_tree(server)
+            if on_exit is not None and folder is not None:
+                on_exit(folder)
+        finally:
+            _remove(private)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def _settings(private: Path) -> list[str]:
+    """JupyterLab's settings and workspace state in the private folder (nothing is left in the
+    user's home), with autosave every few seconds: the lab keeps the notebook JupyterLab saved
+    once its checkpoint is confirmed, so that saved copy must follow the run closely."""
+    settings = private / "settings"
+    for plugin, values in SETTINGS.items():
+        extension, name = plugin.split(":")
+        (settings / extension).mkdir(parents=True, exist_ok=True)
+        (settings / extension / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    return [
+        f"--LabApp.user_settings_dir={settings}",
+        f"--LabApp.workspaces_dir={private / 'workspaces'}",
+    ]
 
 
 def _kernel_spec(private: Path) -> str:

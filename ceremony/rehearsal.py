@@ -121,7 +121,8 @@ def person_variable(name: str) -> str:
     return "CEREMONY_PIN_" + name.upper()
 
 
-def _prepare_out(out: Path) -> Path:
+def prepare_out(out: Path) -> Path:
+    """OUT, new or empty, made private: a rehearsal or practice never writes over an earlier one."""
     out = out.resolve()
     if out.exists() and any(out.iterdir()):
         raise UsageError(
@@ -158,7 +159,7 @@ def _pin_variables() -> list[str]:
     return [USER_PIN, SO_PIN, *(person_variable(n) for n, _ in PEOPLE)]
 
 
-def _new_pins(root: Path, existing_token: bool) -> dict[str, str]:
+def new_pins(root: Path, existing_token: bool) -> dict[str, str]:
     """Every PIN of the rehearsal. One not given in the environment is generated and kept in
     PIN_FILE (0600, outside the workspace), so that `--resume` can carry on with the same
     tokens; an existing token's PINs are never made up."""
@@ -329,7 +330,7 @@ def rehearse(
     chosen = DRILLS.get(drill) if drill else None
     if drill and chosen is None:
         raise UsageError(f"There is no drill {drill!r}.", f"Choose one of {', '.join(DRILLS)}.")
-    root = Path(out).resolve() if resume else _prepare_out(Path(out))
+    root = Path(out).resolve() if resume else prepare_out(Path(out))
 
     def say(text: str) -> None:
         print(text, file=stream, flush=True)
@@ -356,7 +357,7 @@ def rehearse(
             token = None if plan.hsm.token == HSM_TOKEN else plan.hsm.token
             setup = _setup(root, plan.hsm.module, token, user_conf)
         else:
-            pins = _new_pins(root, existing_token=bool(token))
+            pins = new_pins(root, existing_token=bool(token))
             setup = _setup(root, module, token, user_conf, wrap)
             (root / "workspace").mkdir(mode=0o700)
         absent = chosen.absent_signer if chosen else None
@@ -393,31 +394,8 @@ def _rehearse(
     say: Callable[[str], None],
     stream: TextIO,
 ) -> RehearsalResult:
-    from ceremony.localvault import LocalVault
-
-    faults = chosen.vault_faults if chosen else ()
     existing = setup.token != HSM_TOKEN
-    with ThreadPoolExecutor(1) as helper:
-        # The tokens are made while the vault starts and creates its KEK.
-        provisioned = (
-            None if resume else helper.submit(_provision, root, setup, existing, pins, say)
-        )
-        vault = LocalVault(root / "vault", managed_hsm=True, faults=faults, strict=strict).start()
-        try:
-            kek = None if resume else _create_kek(root, vault.url, say)
-            people, found = provisioned.result() if provisioned is not None else (None, None)
-        except BaseException:
-            vault.stop()
-            raise
-    with vault:
-        if people is not None and found is not None:
-            if setup.trusted_wrap(found.native_rsa_aes) and SO_PIN not in pins:
-                raise UsageError(
-                    f"Phase 03 has the security officer trust the KEK on token {setup.token!r}, "
-                    "and CEREMONY_SO_PIN is not set.",
-                    "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
-                )
-            _write_plan(root, vault.url, people, kek, chosen, setup, found.native_rsa_aes)
+    with set_stage(root, setup, pins, say, chosen=chosen, resume=resume, strict=strict):
         workspace = _run_sides(root, chosen, sides, not resume, strict, say, stream)
     if chosen is not None:
         raise RefusedError(
@@ -431,6 +409,47 @@ def _rehearse(
         say(f"\nLeft on token {setup.token!r} by this rehearsal (remove them when done):")
         say("\n".join(f"  - {item}" for item in left) or "  nothing")
     return result
+
+
+def set_stage(
+    root: Path,
+    setup: Setup,
+    pins: dict[str, str],
+    say: Callable[[str], None],
+    *,
+    chosen: Drill | None = None,
+    resume: bool = False,
+    strict: bool = False,
+) -> Any:
+    """The rehearsal's stage in ROOT: the tokens (made while the vault starts and creates its
+    KEK), the local Managed HSM running, and the sample plan ROOT/plan.toml (kept as it is on
+    `resume`). `strict`: the vault refuses everything Azure would. Returns the running vault,
+    for the caller to stop."""
+    from ceremony.localvault import LocalVault
+
+    faults = chosen.vault_faults if chosen else ()
+    existing = setup.token != HSM_TOKEN
+    with ThreadPoolExecutor(1) as helper:
+        provisioned = (
+            None if resume else helper.submit(_provision, root, setup, existing, pins, say)
+        )
+        vault = LocalVault(root / "vault", managed_hsm=True, faults=faults, strict=strict)
+        vault.start()
+        try:
+            kek = None if resume else _create_kek(root, vault.url, say)
+            people, found = provisioned.result() if provisioned is not None else (None, None)
+            if people is not None and found is not None:
+                if setup.trusted_wrap(found.native_rsa_aes) and SO_PIN not in pins:
+                    raise UsageError(
+                        f"Phase 03 has the security officer trust the KEK on token "
+                        f"{setup.token!r}, and CEREMONY_SO_PIN is not set.",
+                        "Set CEREMONY_SO_PIN to the token's SO PIN and rerun.",
+                    )
+                _write_plan(root, vault.url, people, kek, chosen, setup, found.native_rsa_aes)
+        except BaseException:
+            vault.stop()
+            raise
+    return vault
 
 
 def _run_sides(

@@ -34,27 +34,19 @@ from ceremony.checkpoint import (
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
 from ceremony.events import NOTE
-from ceremony.evidence.layout import AFTER_SEAL_DIR
+from ceremony.executed import html_name, keep_notebook
 from ceremony.kernel import POOL, kernel_home
 from ceremony.ledger import NOTEBOOK_KEPT
 from ceremony.phases import OFFLINE, ONLINE, PHASES, Phase, select
 from ceremony.pins import SO_PIN, USER_PIN
 from ceremony.plan import Plan, load_plan
+from ceremony.progress import PhaseStatus, phase_status
 from ceremony.resources import notebook
 from ceremony.steps.context import REFUSED, STRICT_REHEARSAL
 from ceremony.steps.preflight import PREFLIGHT_RECORDED
-from ceremony.transcript import Transcript
 from ceremony.workspace import COMPLETED, Workspace
 
 FAILED = "phase-failed"
-
-
-@dataclass(frozen=True)
-class PhaseStatus:
-    """A phase as the transcript shows it: completed (with its line hash) and confirmed or not."""
-
-    completion: Any | None = None
-    confirmed: bool = False
 
 
 @dataclass
@@ -105,20 +97,6 @@ class RunReport:
         if self.skipped:
             text += f"; already complete and confirmed: {', '.join(self.skipped)}"
         return f"Done: {text}. Workspace: {self.workspace}"
-
-
-def phase_status(ws: Workspace | Transcript) -> dict[str, PhaseStatus]:
-    """Completion and confirmation of each phase, from the transcript."""
-    status: dict[str, PhaseStatus] = {}
-    for event in ws.events():
-        if event.action == COMPLETED:
-            status[event.phase] = PhaseStatus(event, False)
-        elif event.action == CONFIRMED and event.phase in status:
-            current = status[event.phase]
-            head = (event.data or {}).get("confirmed_head")
-            if current.completion is not None and head == current.completion.line_sha256:
-                status[event.phase] = PhaseStatus(current.completion, True)
-    return status
 
 
 def checkpoint_of(phase: Phase, completion: Any) -> Checkpoint:
@@ -250,7 +228,7 @@ class Runner:
         try:
             yield
         except CeremonyError as exc:
-            self._record(phase, REFUSED, {"error": type(exc).__name__, "message": exc.message})
+            self._record(phase, REFUSED, exc.to_record())
             raise
 
     def _finish_renders(self, *, wait: bool = True) -> None:
@@ -271,7 +249,8 @@ class Runner:
             self.say(f"Phase {phase.title}: complete and confirmed; not run again.")
             skipped.append(phase.number)
             return
-        self._require_confirmed_before(phase)
+        with self._refusal_recorded(phase):
+            self.ws.require_ready(phase)
         if not self._received:
             self.receive(phase)
             self._received = True
@@ -292,19 +271,6 @@ class Runner:
         here = [e for e in self.ws.events() if e.phase == PHASES[0].number and e.host == host]
         sides = {(e.data or {}).get("side") for e in here if e.action == PREFLIGHT_RECORDED}
         return self.side in sides and any(e.action == COMPLETED for e in here)
-
-    def _require_confirmed_before(self, phase: Phase) -> None:
-        status = phase_status(self.ws)
-        for earlier in PHASES:
-            if earlier.number >= phase.number:
-                break
-            if not status.get(earlier.number, PhaseStatus()).confirmed:
-                raise RefusedError(
-                    f"Phase {phase.title} cannot run yet: phase {earlier.title} is not complete "
-                    "and confirmed by the witnesses.",
-                    f"Run phase {earlier.number} first: ceremony run {self.plan.path} "
-                    f"--workspace {self.ws.root} --phases {earlier.number}",
-                )
 
     def _record(self, phase: Phase, action: str, data: Any) -> None:
         self.ws.transcript.append(phase.number, self.actor, action, data)
@@ -352,18 +318,11 @@ class Runner:
         the transcript; its HTML rendering follows beside the next phase."""
         if not output.exists():
             return None
-        folder = f"{AFTER_SEAL_DIR}/notebooks" if self.ws.sealed else "notebooks"
-        stem = Path(phase.notebook).stem + (".failed" if failed else "")
-        attempt, relative = 1, f"{folder}/{stem}.ipynb"
-        while self.ws.exists(relative):
-            attempt += 1
-            relative = f"{folder}/{stem}.{attempt}.ipynb"
         data = output.read_bytes()
-        target = self._keep_file(phase, relative, data)
-        html = relative.removesuffix(".ipynb") + ".html"
-        self._renders.append((phase, html, self._renderer.submit(render_html, data)))
+        relative = keep_notebook(self.ws, phase, self.actor, data, failed=failed)
+        self._renders.append((phase, html_name(relative), self._renderer.submit(render_html, data)))
         output.unlink()
-        return target
+        return self.ws.path(relative)
 
     def _keep_file(self, phase: Phase, relative: str, data: bytes) -> Path:
         return self.ws.write_new(
@@ -427,13 +386,14 @@ class Runner:
                 f"Confirmed automatically (rehearsal) for {', '.join(confirmation.witnesses)}."
             )
         else:
-            confirmation = ask_confirmation(
-                checkpoint,
-                witnesses,
-                required,
-                self.options.ask,
-                lambda answer: self._record(phase, ANSWER_REFUSED, answer),
-            )
+            with self._refusal_recorded(phase):
+                confirmation = ask_confirmation(
+                    checkpoint,
+                    witnesses,
+                    required,
+                    self.options.ask,
+                    lambda answer: self._record(phase, ANSWER_REFUSED, answer),
+                )
             self.say(f"Confirmed by {', '.join(confirmation.witnesses)}.")
         self._record(phase, CONFIRMED, confirmation.to_dict(checkpoint))
         self._confirmed.append(phase.number)

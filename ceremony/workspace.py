@@ -18,8 +18,10 @@ from ceremony.canonical import sha256_hex
 from ceremony.errors import RefusedError, UsageError
 from ceremony.evidence.layout import AFTER_SEAL_DIR, BINDING_FILE
 from ceremony.files import read_regular, write_new_in
-from ceremony.ledger import COMPLETED, FILE_WRITTEN, Admission
-from ceremony.phases import BY_NUMBER, Phase, predecessors
+from ceremony.ledger import COMPLETED as COMPLETED  # the phase-completed action, for readers
+from ceremony.ledger import FILE_WRITTEN, Admission
+from ceremony.phases import Phase, predecessors
+from ceremony.progress import PhaseStatus, phase_status
 
 TRANSCRIPT_FILE = "transcript.jsonl"
 ARCHIVE_FILE = "archive.tar"
@@ -142,23 +144,21 @@ class Workspace:
                 events += Transcript(path).events()
         return events
 
-    def completed(self) -> dict[str, dict[str, Any]]:
-        """Completed phases (number -> the completion record), read from the transcript."""
-        done: dict[str, dict[str, Any]] = {}
-        for event in self.events():
-            if event.action == COMPLETED and event.phase in BY_NUMBER:
-                done[event.phase] = dict(event.data or {})
-        return done
-
     def require_ready(self, phase: Phase) -> None:
-        """Refuse a phase whose predecessors are not complete: phases run in order."""
-        done = self.completed()
-        missing = [p for p in predecessors(phase) if p.number not in done]
+        """Refuse a phase whose predecessors are not complete and confirmed: phases run in order,
+        and none builds on a checkpoint the witnesses did not confirm (runner and lab alike)."""
+        status = phase_status(self)
+        missing = [
+            p for p in predecessors(phase) if not status.get(p.number, PhaseStatus()).confirmed
+        ]
         if missing:
             first = missing[0]
             raise RefusedError(
-                f"Phase {phase.title} cannot run yet: phase {first.title} is not complete.",
-                f"Run phase {first.number} first (ceremony run PLAN --workspace {self.root}).",
+                f"Phase {phase.title} cannot run yet: phase {first.title} is not complete and "
+                "confirmed by the witnesses.",
+                f"Run phase {first.number} first and confirm its checkpoint (its notebook in "
+                f"ceremony lab, or ceremony run PLAN --workspace {self.root} --phases "
+                f"{first.number}).",
             )
 
 

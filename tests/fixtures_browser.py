@@ -10,10 +10,20 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 CHROMIUMS = ("chromium", "chromium-browser")
+# Headless and quiet: no sandbox (CI runs as root), no GPU, nothing fetched in the background.
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LOCAL_SCHEMES = ("file:", "data:", "about:", "blob:")
 
 
@@ -71,20 +81,34 @@ def printed_hex(text: str) -> str:
     return "".join(groups[:16]).lower()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def chromium_path() -> str:
+    """The system Chromium (nothing is downloaded), or skip saying how to install it."""
     chromium = next((shutil.which(name) for name in CHROMIUMS if shutil.which(name)), None)
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian package chromium; `make` installs it)")
-    if shutil.which("zbarimg") is None:
-        pytest.skip("zbarimg is not installed (Debian package zbar-tools; `make` installs it)")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Headless system Chromium under playwright, for the session."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
     with sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        launched = driver.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
         try:
-            yield Browser(launched)
+            yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Any) -> Browser:
+    if shutil.which("zbarimg") is None:
+        pytest.skip("zbarimg is not installed (Debian package zbar-tools; `make` installs it)")
+    return Browser(chromium)

@@ -232,3 +232,14 @@ def test_bare_lab_reads_a_copy_asks_no_internet_and_leaves_nothing(tmp_path, sig
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         lab.wait()
+
+
+def test_a_practice_lab_makes_its_own_plan_and_workspace(tmp_path: Path, capsys) -> None:
+    from ceremony.cli import main
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text("# a plan\n")
+    assert main(["lab", str(plan), "--practice", str(tmp_path / "practice")]) == 2
+    error = capsys.readouterr().err
+    assert "A practice ceremony makes its own plan and workspace." in error
+    assert "Traceback" not in error and not (tmp_path / "practice").exists()

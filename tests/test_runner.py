@@ -248,6 +248,93 @@ def test_notebook_step_refuses_a_phase_out_of_order(tmp_path):
         begin("03", write_plan(tmp_path), tmp_path / "ws", "rehearsal")
 
 
+def test_a_refused_checkpoint_is_recorded_and_the_library_refuses_the_next_phase(tmp_path):
+    """The runner and the notebooks apply one rule: a checkpoint refused at the prompt is in the
+    transcript, and the next phase's notebook (here called as JupyterLab would) refuses to start,
+    recording that too, because phase 00 is complete but not confirmed."""
+    plan = write_plan(tmp_path)
+    options = RunOptions(phases="00", rehearsal=True, qr=False, ask=lambda _: "wrong words")
+    runner = Runner(plan, tmp_path / "ws", options, out=io.StringIO())
+    with pytest.raises(RefusedError, match="checkpoint was not confirmed"):
+        runner.run()
+    actions = [e.action for e in runner.ws.events() if e.action != "notebook-kept"]
+    assert actions.count("checkpoint-answer-refused") == 3
+    assert actions[-1] == "phase-refused" and "phase-completed" in actions
+    with pytest.raises(RefusedError, match="phase 00 preflight is not complete and confirmed"):
+        begin("01", plan, tmp_path / "ws", "rehearsal")
+    last = runner.ws.events()[-1]
+    assert (last.phase, last.action) == ("01", "phase-refused")
+    assert last.data["remedy"].startswith("Run phase 00 first and confirm its checkpoint")
+
+
+def test_in_jupyterlab_the_checkpoint_is_shown_before_it_is_asked(tmp_path, monkeypatch):
+    """In a kernel with stdin, complete() shows every value (the head's words included) before
+    the question, asks in the notebook's own words, asks again on a mistake, and its result
+    carries the mark the lab looks for before it keeps the saved notebook."""
+    from ceremony.executed import confirmed_mark, keep_saved
+    from ceremony.phases import PHASES
+    from ceremony.steps import complete, context
+
+    said: list[tuple[str, object]] = []
+    answers = iter(["wrong words", None, "wanda"])
+    shown: list = []
+
+    def ask(prompt: str) -> str:
+        said.append(("asked", prompt))
+        answer = next(answers)
+        return shown[0].challenge if answer is None else answer
+
+    monkeypatch.setattr(context, "_kernel_has_stdin", lambda: True)
+    monkeypatch.setattr("builtins.input", ask)
+    monkeypatch.setattr(
+        "IPython.display.display",
+        lambda shown_: (shown.append(shown_), said.append(("shown", shown_))),
+    )
+    ctx = begin("00", write_plan(tmp_path), tmp_path / "ws", "rehearsal")
+    result = complete(ctx)
+    assert [kind for kind, _ in said] == ["shown", "asked", "asked", "asked"]
+    checkpoint = shown[0]
+    assert checkpoint.head_fingerprint.words in checkpoint.render_html()
+    notebook = nbformat.read(Path("notebooks/00_preflight.ipynb"), as_version=4)
+    assert "the operator types its first two words" in notebook.cells[-2].source
+    assert said[1][1].endswith("type the first two words of the transcript head: ")
+    assert said[2][1].startswith("That is not it: Those are not the first words")
+    assert confirmed_mark(checkpoint.head) in repr(result)
+    actions = [e.action for e in ctx.workspace.events()]
+    assert actions[-2:] == ["checkpoint-answer-refused", "checkpoint-confirmed"]
+    # The lab keeps the notebook JupyterLab saved only once it shows this confirmation.
+    saved = tmp_path / "lab"
+    saved.mkdir()
+    (saved / "00_preflight.ipynb").write_text(nbformat.writes(notebook))  # saved too early
+    assert keep_saved(ctx.workspace, ctx.actor, saved, PHASES) == [PHASES[0]]
+    notebook.cells[-1].outputs = [
+        nbformat.v4.new_output("execute_result", {"text/plain": repr(result)})
+    ]
+    (saved / "00_preflight.ipynb").write_text(nbformat.writes(notebook))
+    assert keep_saved(ctx.workspace, ctx.actor, saved, PHASES) == []
+    kept = [e.data["path"] for e in ctx.workspace.events() if e.action == "notebook-kept"]
+    assert kept == ["notebooks/00_preflight.ipynb", "notebooks/00_preflight.html"]
+    assert repr(result) in ctx.workspace.path(kept[0]).read_text()
+    assert keep_saved(ctx.workspace, ctx.actor, saved, PHASES) == []  # kept once
+
+
+def test_a_project_error_shows_its_sentence_before_the_traceback():
+    """IPython shows a CeremonyError through _render_traceback_: sentence, remedy, then the
+    traceback (for a bug report), rather than the sentence at the bottom of a traceback."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shown: list[list[str]] = []
+    shell._showtraceback = lambda _type, _value, stb: shown.append(stb)
+    shell.run_cell(
+        "from ceremony.errors import RefusedError\nraise RefusedError('It is wrong.', 'Do this.')"
+    )
+    [stb] = shown
+    assert stb[0] == "\x1b[1;31mRefusedError: It is wrong.\x1b[0m"
+    assert stb[1] == "What to do: Do this."
+    assert "Traceback (most recent call last)" in stb[-1]
+
+
 def test_runner_runs_preflight_then_refuses_phases_out_of_order(tmp_path):
     out = io.StringIO()
     options = RunOptions(phases="04", rehearsal=True, auto_confirm=True, qr=False)
@@ -260,7 +347,10 @@ def test_runner_runs_preflight_then_refuses_phases_out_of_order(tmp_path):
     assert set(status) == {"00"} and status["00"].confirmed
     assert (runner.ws.root / "notebooks" / "00_preflight.ipynb").exists()
     assert (runner.ws.root / "notebooks" / "00_preflight.html").exists()
-    assert not any(e.phase == "04" for e in runner.ws.events())
+    # Phase 04 did not start: its one line in the transcript is the refusal, with the remedy.
+    [refusal] = [e for e in runner.ws.events() if e.phase == "04"]
+    assert refusal.action == "phase-refused" and "phase 01 kek" in refusal.data["message"]
+    assert refusal.data["remedy"].startswith("Run phase 01 first and confirm its checkpoint")
     # Asking again for 00 does nothing: it is complete and confirmed on this machine.
     again = Runner(runner.plan.path, runner.ws.root, RunOptions(phases="00", rehearsal=True), out)
     assert again.run().skipped == ("00",)

@@ -100,15 +100,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     lab = subparsers.add_parser(
         "lab",
-        help="open the workbook's notebooks in JupyterLab",
-        description="With PLAN and --workspace: prepare fresh parameterized copies of the six "
-        "phase notebooks in a private folder and open them, kernels over IPC. Without: open a "
-        "read-only copy of the workbook's notebooks, for reading. Stopping it (Ctrl-C, kill, a "
-        "closed terminal) stops JupyterLab and its kernels and removes the folder.",
+        help="open the workbook's notebooks in JupyterLab; --practice DIR: a practice ceremony",
+        description="With --practice DIR: set up a practice ceremony in DIR (throwaway SoftHSM2 "
+        "tokens whose PINs it shows, the local vault, a sample plan, a new workspace) and open "
+        "its notebooks, for training a custodian. With PLAN and --workspace: prepare fresh "
+        "parameterized copies of the six phase notebooks in a private folder and open them, "
+        "kernels over IPC (PINs from CEREMONY_PIN, CEREMONY_SO_PIN and CEREMONY_PIN_<NAME> in this "
+        "shell, SoftHSM2's tokens from SOFTHSM2_CONF). Without: open a read-only copy of the "
+        "workbook's notebooks, for reading. Stopping it (Ctrl-C, kill, a closed terminal) stops "
+        "JupyterLab, its kernels and the practice vault, keeps the executed notebooks in the "
+        "workspace and removes the private folder.",
     )
     lab.add_argument("plan", type=Path, nargs="?", help="the ceremony plan (TOML)")
     lab.add_argument("--workspace", type=Path, help="the ceremony's workspace")
-    lab.add_argument("--rehearsal", action="store_true", help="prepare them in rehearsal mode")
+    lab.add_argument(
+        "--rehearsal", action="store_true", help="prepare them in rehearsal mode (local vault)"
+    )
+    lab.add_argument(
+        "--practice", type=Path, metavar="DIR", help="a new directory for a practice ceremony"
+    )
+    lab.add_argument("--module", help="with --practice: the SoftHSM2 PKCS#11 module to use")
     lab.set_defaults(handler=open_lab)
 
 
@@ -171,9 +182,20 @@ def run_rehearsal(args: argparse.Namespace) -> int:
 
 
 def open_lab(args: argparse.Namespace) -> int:
-    from ceremony.lab import prepare_notebooks
+    from ceremony.lab import keep_on_exit, prepare_notebooks
     from ceremony.lab_session import reading_copy, run_lab
 
+    if args.practice is not None:
+        if args.plan is not None or args.workspace is not None:
+            raise UsageError(
+                "A practice ceremony makes its own plan and workspace.",
+                "Give either --practice DIR, or PLAN with --workspace DIR.",
+            )
+        from ceremony.practice import practice_lab
+
+        return practice_lab(args.practice, args.module)
+    if args.module is not None:
+        raise UsageError("--module is for a practice ceremony.", "Add --practice DIR.")
     if args.plan is not None and args.workspace is None:
         raise UsageError("A plan needs its workspace.", "Add --workspace DIR.")
     plan, workspace = args.plan, args.workspace
@@ -191,4 +213,4 @@ def open_lab(args: argparse.Namespace) -> int:
         "typed into a notebook. Checkpoints are asked in the notebooks.",
         flush=True,
     )
-    return run_lab(notebooks)
+    return run_lab(notebooks, on_exit=None if plan is None else keep_on_exit(plan, workspace))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from ceremony.checkpoint import (
     CONFIRMED,
     Checkpoint,
     CheckpointItem,
+    Confirmation,
     ask_confirmation,
 )
 from ceremony.errors import CeremonyError, RefusedError, UsageError
+from ceremony.executed import LAB_NOTEBOOKS, confirmed_mark, keep_saved
 from ceremony.ledger import STARTED
-from ceremony.phases import Phase, phase
+from ceremony.phases import Phase, phase, predecessors
 from ceremony.pins import USER_PIN
 from ceremony.plan import Plan, load_plan
 from ceremony.workspace import COMPLETED, Workspace
@@ -130,7 +133,8 @@ class Context:
 def begin(
     phase_ref: str, plan: str | Path, workspace: str | Path, mode: str = "ceremony"
 ) -> Context:
-    """Open a phase: validate the plan, bind the workspace, check the order, record the start."""
+    """Open a phase: validate the plan, bind the workspace, check the order (every earlier phase
+    complete and confirmed), record the start. A refusal is recorded in the transcript."""
     if mode not in MODES:
         raise UsageError(f"Mode {mode!r} is unknown.", f"Use one of {', '.join(MODES)}.")
     current = phase(phase_ref)
@@ -138,14 +142,16 @@ def begin(
     if loaded.vault.is_local and mode == "ceremony":
         raise RefusedError(
             "The plan's vault is the local rehearsal vault, but the mode is 'ceremony'.",
-            "Rehearse with mode = 'rehearsal' (ceremony rehearse); a real ceremony targets Azure.",
+            "Rehearse with mode = 'rehearsal' (ceremony rehearse, ceremony run --rehearsal or "
+            "ceremony lab --rehearsal); a real ceremony targets Azure.",
         )
     ws = Workspace.open(workspace, loaded.ceremony.id, loaded.sha256)
-    ws.require_ready(current)
     ctx = Context(current, loaded, ws, mode)
     try:
+        ws.require_ready(current)
         if _kernel_has_stdin():
             _match_paper_record(ctx)
+        _keep_lab_notebooks(ctx)
         admission = ws.admit(current.number, ctx.actor)
     except CeremonyError as exc:
         _record_refusal(ctx, exc)
@@ -164,6 +170,23 @@ def begin(
         StepResult("Workspace", notes=(f"Workspace check: {admission.describe()}.",))
     )
     return ctx
+
+
+def _keep_lab_notebooks(ctx: Context) -> None:
+    """In the lab, keep the executed notebooks of the confirmed earlier phases, as the runner
+    does after each phase: the seal then holds them. One JupyterLab has not saved since its
+    confirmation is named at this checkpoint."""
+    folder = os.environ.get(LAB_NOTEBOOKS)
+    if not folder:
+        return
+    unsaved = keep_saved(ctx.workspace, ctx.actor, Path(folder), predecessors(ctx.phase))
+    notes = tuple(
+        f"The executed notebook of phase {p.title} was not saved after its checkpoint was "
+        "confirmed, so the workspace does not keep it."
+        for p in unsaved
+    )
+    if notes:
+        ctx.results.append(StepResult("Executed notebooks", notes=notes))
 
 
 R = TypeVar("R")
@@ -198,14 +221,15 @@ def _match_paper_record(ctx: Context) -> None:
 
 
 def _record_refusal(ctx: Context, exc: CeremonyError) -> None:
-    ctx.record(REFUSED, {"error": type(exc).__name__, "message": exc.message, "remedy": exc.remedy})
+    ctx.record(REFUSED, exc.to_record())
 
 
-def complete(ctx: Context) -> Checkpoint:
+def complete(ctx: Context) -> Checkpoint | Confirmed:
     """Record the phase as complete with everything the witnesses must check, and show it.
 
-    In JupyterLab (a kernel with stdin) the witnesses confirm right here; under the runner the
-    runner asks them after the notebook ends."""
+    In JupyterLab (a kernel with stdin) the witnesses confirm right here, after the checkpoint
+    is shown, and a refused confirmation is recorded; under the runner the runner asks them
+    after the notebook ends."""
     items = tuple(i for r in ctx.results for i in r.items)
     notes = tuple(n for r in ctx.results for n in r.notes)
     facts = tuple(f for r in ctx.results for f in r.facts)
@@ -221,16 +245,41 @@ def complete(ctx: Context) -> Checkpoint:
     checkpoint = Checkpoint(
         ctx.phase.number, ctx.phase.title, items, event.line_sha256, notes, facts
     )
-    if _kernel_has_stdin():
-        witnesses = [p.name for p in ctx.plan.with_role("witness")]
+    if not _kernel_has_stdin():
+        return checkpoint
+    from IPython.display import display
+
+    display(checkpoint)  # everything the witnesses compare, before the question
+    witnesses = [p.name for p in ctx.plan.with_role("witness")]
+    try:
         confirmation = ask_confirmation(
             checkpoint,
             witnesses,
             ctx.plan.quorum.get("witness", 1),
-            refused=lambda answer: ctx.record(ANSWER_REFUSED, answer),
+            input,
+            lambda answer: ctx.record(ANSWER_REFUSED, answer),
         )
-        ctx.record(CONFIRMED, confirmation.to_dict(checkpoint))
-    return checkpoint
+    except CeremonyError as exc:
+        _record_refusal(ctx, exc)
+        raise
+    ctx.record(CONFIRMED, confirmation.to_dict(checkpoint))
+    return Confirmed(checkpoint, confirmation)
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A checkpoint the witnesses confirmed in the notebook: shown as one line that the lab
+    looks for before it keeps the saved notebook."""
+
+    checkpoint: Checkpoint
+    confirmation: Confirmation
+
+    def __repr__(self) -> str:
+        names = ", ".join(self.confirmation.witnesses)
+        return (
+            f"Checkpoint after phase {self.checkpoint.title}: confirmed by {names} "
+            f"({confirmed_mark(self.checkpoint.head)})."
+        )
 
 
 def kernel_transport() -> str | None:
