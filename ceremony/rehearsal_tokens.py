@@ -19,7 +19,6 @@ from typing import Any
 
 from ceremony import errors
 from ceremony.errors import CeremonyError, HsmError
-from ceremony.kernel import SAFE_IMPORTS
 from ceremony.pins import is_pin_variable
 
 MODULE = "ceremony.rehearsal_tokens"
@@ -61,6 +60,8 @@ def make_signing_tokens(module: str, conf: Path, pins: dict[str, str]) -> dict[s
 
 def _in_child(request: dict[str, Any], conf: Path | None) -> Any:
     """Run one task in a child whose SoftHSM2 configuration is exactly `conf` (or none)."""
+    from ceremony.kernel import SAFE_IMPORTS  # the child itself never needs Jupyter's machinery
+
     env = {k: v for k, v in os.environ.items() if not is_pin_variable(k) and k != SOFTHSM2_CONF}
     if conf is not None:
         env[SOFTHSM2_CONF] = str(conf)

@@ -98,6 +98,14 @@ def render_pdf(html: bytes) -> bytes | None:
                 "--no-sandbox",
                 "--disable-gpu",
                 "--no-pdf-header-footer",
+                # A profile of its own, and nothing that reaches out: no updates, sync or
+                # background fetches (on an offline machine they only fail, slowly).
+                f"--user-data-dir={Path(tmp, 'profile')}",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
                 f"--print-to-pdf={target}",
                 source.as_uri(),
             ],
