@@ -1,6 +1,8 @@
-"""rehearsal: a whole ceremony on one machine — SoftHSM2, the local vault, a sample plan, drills.
+"""rehearsal: a whole ceremony on one machine, its two sides apart — SoftHSM2 (or another
+PKCS#11 module), the local vault, a sample plan, drills.
 
-Sets up throwaway tokens and a local Managed HSM in the output directory, runs all six phases with
+Sets up throwaway tokens (or checks an existing one) and a local Managed HSM in the output
+directory, runs the phases on the online and offline sides in turn (rehearsal_sides) with
 automatic (and so marked) confirmations, and verifies the archive. PINs it generates for the
 throwaway tokens are kept in one 0600 file beside the workspace (never in it, so never sealed), so
 that any rehearsal can be resumed; PINs given in the environment are never written anywhere.
