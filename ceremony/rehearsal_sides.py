@@ -21,6 +21,7 @@ from ceremony.kernel import KernelBatch, kernel_home
 from ceremony.ledger import STARTED
 from ceremony.netns import AirGap
 from ceremony.phases import OFFLINE, ONLINE, select
+from ceremony.progress import phase_status
 from ceremony.steps.context import STRICT_REHEARSAL
 from ceremony.transcript import Transcript
 
@@ -51,8 +52,6 @@ class Leg:
     def done_in(self, folder: Path) -> bool:
         """Every phase of this leg is confirmed in the workspace in `folder` (a resumed
         rehearsal skips the leg)."""
-        from ceremony.runner import phase_status
-
         status = phase_status(Transcript(folder / "transcript.jsonl"))
         return all(status.get(p.number) and status[p.number].confirmed for p in select(self.phases))
 
